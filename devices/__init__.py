@@ -1,0 +1,1 @@
+"""Hardware for the kiosk: ID card reader, document camera, face camera; usable without a kiosk."""

@@ -1,0 +1,1 @@
+"""The citizen's session on the township kiosk (grows in later issues)."""

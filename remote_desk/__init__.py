@@ -1,0 +1,1 @@
+"""The clerk's desk server at a county service centre (grows in later issues)."""

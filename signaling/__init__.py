@@ -1,0 +1,1 @@
+"""The regional signaling hub and the wire protocol (grows in later issues)."""

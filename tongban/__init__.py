@@ -1,0 +1,1 @@
+"""tongban: shared command line, configuration and logging."""
