@@ -22,4 +22,4 @@ test:
 	  echo "== pytest" && $$UV run --frozen pytest
 
 bench:
-	@UV=$$(scripts/bootstrap.sh) && $$UV run --frozen python bench/idcard.py
+	@UV=$$(scripts/bootstrap.sh) && $$UV run --frozen python bench/idcard.py && $$UV run --frozen python bench/scanner.py

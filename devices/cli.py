@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from devices.idcard.cli import idcard
+from devices.scanner.cli import scanner
 from devices.serialports import list_serial_ports
 from tongban.output import emit
 
@@ -41,3 +42,4 @@ def list_cmd(as_json: bool, include_all: bool) -> None:
 
 
 devices.add_command(idcard)
+devices.add_command(scanner)

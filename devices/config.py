@@ -1,4 +1,4 @@
-"""The devices section of a kiosk's config file (``[idcard]``, later cameras)."""
+"""The devices sections of a kiosk's config file (``[idcard]``, ``[scanner]``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from devices.idcard.reader import ReaderConfig
+from devices.scanner.pipeline import ScannerConfig
 from tongban.config import load_config
 
 
@@ -16,6 +17,7 @@ class DevicesConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     idcard: ReaderConfig = Field(default_factory=ReaderConfig)
+    scanner: ScannerConfig = Field(default_factory=ScannerConfig)
 
 
 def load_devices_config(path: Path | None) -> DevicesConfig:

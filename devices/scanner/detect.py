@@ -1,0 +1,338 @@
+"""Finding the page quadrilateral in a document camera frame.
+
+A fixed overhead camera allows what a phone scanner cannot: a reference frame of the empty mat,
+recorded at install (``tongban devices scanner reference``). Candidates come from three masks
+on a downscaled frame (difference to the reference, edges, paper brightness); each candidate
+quad is scored by how strongly the image's gradient supports its four sides, its shape and its
+aspect; the best one is refined by fitting each side to the edge at the working resolution
+(sub-pixel, robust to a hand or a shadow over part of a side) and intersecting the lines.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from devices.scanner.geometry import (
+    A4_ASPECT,
+    ID_CARD_ASPECT,
+    PageKind,
+    classify,
+    corrected_size,
+    is_convex,
+    order_corners,
+    quad_area,
+)
+
+WORK_WIDTH = 480
+"""Width of the downscaled frame where candidates are sought."""
+_LOG_TABLE = np.log(np.arange(256, dtype=np.float32) + 8)
+_MEAN3 = np.full((1, 3), 1 / 3, np.float32)
+
+
+@dataclass
+class Detection:
+    """The page found in one frame (corners in that frame's pixels), or not."""
+
+    found: bool
+    corners: np.ndarray | None = None
+    score: float = 0.0
+    kind: PageKind = PageKind.OTHER
+    source: str = ""
+    """Which candidate generator won: reference, edges, brightness."""
+    ms: float = 0.0
+    side_support: list[float] = field(default_factory=list)
+
+
+def _to_gray(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+
+
+def _quad_from_contour(contour: np.ndarray) -> np.ndarray | None:
+    hull = cv2.convexHull(contour)
+    peri = cv2.arcLength(hull, True)
+    for eps in (0.01, 0.02, 0.03, 0.045, 0.06, 0.08):
+        approx = cv2.approxPolyDP(hull, eps * peri, True)
+        if len(approx) == 4:
+            return approx.reshape(4, 2).astype(np.float64)
+        if len(approx) < 4:
+            break
+    rect = cv2.minAreaRect(hull)
+    return cv2.boxPoints(rect).astype(np.float64)
+
+
+def _contours_to_quads(mask: np.ndarray, min_area: float, limit: int = 3) -> list[np.ndarray]:
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours = sorted(contours, key=cv2.contourArea, reverse=True)[:limit]
+    quads = []
+    for c in contours:
+        if cv2.contourArea(c) < min_area:
+            break
+        quad = _quad_from_contour(c)
+        if quad is not None:
+            quads.append(quad)
+    return quads
+
+
+def _skin_mask(work: np.ndarray) -> np.ndarray:
+    """Hands and arms (skin tones in YCrCb), dilated a little."""
+    ycrcb = cv2.cvtColor(work, cv2.COLOR_BGR2YCrCb)
+    skin = cv2.inRange(ycrcb, (40, 138, 80), (255, 178, 125))
+    skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    return cv2.dilate(skin, np.ones((5, 5), np.uint8))
+
+
+def _glare_mask(work: np.ndarray) -> np.ndarray:
+    """Clipped highlights (a lamp's reflection), which belong to neither page nor mat."""
+    gray = cv2.cvtColor(work, cv2.COLOR_BGR2GRAY)
+    clipped = cv2.inRange(gray, 248, 255)
+    clipped = cv2.morphologyEx(clipped, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    return cv2.dilate(clipped, np.ones((9, 9), np.uint8))
+
+
+class PageDetector:
+    """Detects the page; give it the empty-mat reference frame when the kiosk has one."""
+
+    def __init__(self, reference: np.ndarray | None = None, *,
+                 min_area_fraction: float = 0.02, max_area_fraction: float = 0.97) -> None:
+        self.min_area_fraction = min_area_fraction
+        self.max_area_fraction = max_area_fraction
+        self._reference_work: np.ndarray | None = None
+        self._reference_shape: tuple[int, int] | None = None
+        if reference is not None:
+            self.set_reference(reference)
+
+    def set_reference(self, reference: np.ndarray) -> None:
+        """Record the empty mat (any resolution of the same camera view)."""
+        work, _ = self._downscale(reference)
+        self._reference_work = cv2.LUT(cv2.GaussianBlur(work, (5, 5), 0), _LOG_TABLE)
+        self._reference_shape = reference.shape[:2]
+
+    @property
+    def has_reference(self) -> bool:
+        return self._reference_work is not None
+
+    @staticmethod
+    def _downscale(image: np.ndarray) -> tuple[np.ndarray, float]:
+        h, w = image.shape[:2]
+        scale = WORK_WIDTH / w
+        if scale >= 1:
+            return image, 1.0
+        size = (WORK_WIDTH, round(h * scale))
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+    # -- candidates ---------------------------------------------------------------------------
+
+    def _reference_masks(self, work: np.ndarray) -> list[np.ndarray] | None:
+        """Where the frame differs from the empty mat as a page would: brighter, or another
+        colour. A shadow only darkens the mat evenly and so is not a difference."""
+        ref = self._reference_work
+        if ref is None or ref.shape != work.shape:
+            return None
+        blurred = cv2.GaussianBlur(work, (5, 5), 0)
+        log_ratio: np.ndarray = cv2.subtract(cv2.LUT(blurred, _LOG_TABLE), ref)
+        # compensate an exposure change since the reference was taken
+        log_ratio -= float(np.median(log_ratio[::4, ::4]))
+        brighter = cv2.transform(log_ratio, _MEAN3)
+        chroma = cv2.absdiff(log_ratio, cv2.merge([brighter, brighter, brighter]))
+        chroma = cv2.max(cv2.max(chroma[..., 0], chroma[..., 1]), chroma[..., 2])
+        change8 = cv2.convertScaleAbs(cv2.max(brighter, 2 * chroma), alpha=255)
+        otsu, _ = cv2.threshold(change8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        not_skin = cv2.bitwise_not(cv2.bitwise_or(_skin_mask(work), _glare_mask(work)))
+        masks = []
+        # a looser cut keeps a page's shadowed part, a stricter one sheds glare
+        for level in (max(otsu * 0.45, 12.0), max(otsu, 20.0), max(otsu, 20.0) * 1.6):
+            _, mask = cv2.threshold(change8, level, 255, cv2.THRESH_BINARY)
+            mask = cv2.bitwise_and(mask, not_skin)
+            if cv2.countNonZero(mask) == 0:
+                continue
+            masks.append(cv2.morphologyEx(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel),
+                                          cv2.MORPH_CLOSE, kernel))
+        return masks or None
+
+    @staticmethod
+    def _brightness_mask(work: np.ndarray) -> np.ndarray:
+        hsv = cv2.cvtColor(work, cv2.COLOR_BGR2HSV)
+        paper = cv2.subtract(hsv[..., 2], hsv[..., 1])  # bright and unsaturated
+        paper = cv2.GaussianBlur(paper, (5, 5), 0)
+        _, mask = cv2.threshold(paper, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+        return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+
+    @staticmethod
+    def _edge_mask(gray: np.ndarray) -> np.ndarray:
+        blurred = cv2.GaussianBlur(gray, (5, 5), 0)
+        median = float(np.median(blurred))
+        edges = cv2.Canny(blurred, max(10.0, 0.5 * median), max(30.0, 1.2 * median))
+        edges = cv2.dilate(edges, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
+        # close the page outline, then fill it so that text inside does not split it
+        contours, _ = cv2.findContours(edges, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        filled = np.zeros_like(edges)
+        cv2.drawContours(filled, contours, -1, 255, cv2.FILLED)
+        return filled
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _side_support(grad: np.ndarray, quad: np.ndarray, samples: int = 24) -> list[float]:
+        """Per side, the fraction of points along it where the gradient is strong."""
+        h, w = grad.shape
+        out = []
+        for i in range(4):
+            a, b = quad[i], quad[(i + 1) % 4]
+            t = np.linspace(0.1, 0.9, samples)[:, None]
+            pts = a + (b - a) * t
+            xs = np.clip(np.round(pts[:, 0]).astype(int), 0, w - 1)
+            ys = np.clip(np.round(pts[:, 1]).astype(int), 0, h - 1)
+            best = np.zeros(samples, np.float32)
+            for dx in (-1, 0, 1):
+                for dy in (-1, 0, 1):
+                    best = np.maximum(best, grad[np.clip(ys + dy, 0, h - 1),
+                                                 np.clip(xs + dx, 0, w - 1)])
+            out.append(float((best > 20).mean()))
+        return out
+
+    def _score(self, grad: np.ndarray, quad: np.ndarray) -> tuple[float, list[float]]:
+        h, w = grad.shape
+        quad = order_corners(quad)
+        area = quad_area(quad)
+        if not is_convex(quad) or not (self.min_area_fraction * w * h <= area
+                                       <= self.max_area_fraction * w * h):
+            return 0.0, []
+        for i in range(4):  # corner angles of a page under mild perspective
+            v1 = quad[i - 1] - quad[i]
+            v2 = quad[(i + 1) % 4] - quad[i]
+            cos = float(np.dot(v1, v2) / (np.linalg.norm(v1) * np.linalg.norm(v2) + 1e-9))
+            if abs(cos) > 0.45:
+                return 0.0, []
+        support = self._side_support(grad, quad)
+        cw, ch = corrected_size(quad)
+        aspect = max(cw, ch) / max(1, min(cw, ch))
+        aspect_bonus = 1.0 if min(abs(aspect - A4_ASPECT), abs(aspect - ID_CARD_ASPECT)) < 0.1 \
+            else 0.85
+        # of two equally supported quads, the larger is the page (a shadow's edge can cut a
+        # page in two well-supported pieces; no piece is larger than the whole)
+        size_bonus = 1 + 0.15 * math.sqrt(area / (w * h))
+        score = (0.7 * float(np.mean(support)) + 0.3 * min(support)) * aspect_bonus * size_bonus
+        return score, support
+
+    # -- refinement ---------------------------------------------------------------------------
+
+    @staticmethod
+    def refine(gray: np.ndarray, quad: np.ndarray, radius: float,
+               samples: int = 48) -> np.ndarray:
+        """Fit each side of ``quad`` to the strongest edge within ``radius`` px; intersect."""
+        quad = order_corners(quad)
+        sigma = max(0.8, radius / 8)
+        steps = np.arange(-math.ceil(radius), math.ceil(radius) + 1, dtype=np.float32)
+        lines = []
+        for i in range(4):
+            a, b = quad[i], quad[(i + 1) % 4]
+            direction = (b - a) / (np.linalg.norm(b - a) + 1e-9)
+            normal = np.array([-direction[1], direction[0]])
+            t = np.linspace(0.08, 0.92, samples)[:, None]
+            base = a + (b - a) * t
+            coords = base[:, None, :] + steps[None, :, None] * normal[None, None, :]
+            map_x = coords[..., 0].astype(np.float32)
+            map_y = coords[..., 1].astype(np.float32)
+            # sample the raw image, then smooth only the profiles (cheap at 12 MP)
+            profile: np.ndarray = cv2.remap(gray, map_x, map_y, cv2.INTER_LINEAR,
+                                            borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+            profile = cv2.GaussianBlur(profile, (0, 0), sigmaX=sigma, sigmaY=0.6)
+            deriv = np.abs(np.diff(profile, axis=1))
+            idx = np.argmax(deriv, axis=1)
+            strength = deriv[np.arange(samples), idx]
+            # sub-pixel peak by a parabola through the neighbours
+            left = deriv[np.arange(samples), np.clip(idx - 1, 0, deriv.shape[1] - 1)]
+            right = deriv[np.arange(samples), np.clip(idx + 1, 0, deriv.shape[1] - 1)]
+            denom = left - 2 * strength + right
+            offset = np.divide(0.5 * (left - right), denom, out=np.zeros_like(denom),
+                               where=np.abs(denom) > 1e-6)
+            offset = np.clip(offset, -0.5, 0.5)
+            pos = steps[idx] + 0.5 + offset
+            points = base + pos[:, None] * normal[None, :]
+            keep = strength > max(4.0, 0.35 * float(np.median(strength)))
+            if keep.sum() < samples // 4:
+                lines.append((a, direction))  # no edge: keep the side as it was
+                continue
+            pts = points[keep]
+            for _ in range(2):  # fit, drop points far from the line, fit again
+                vx, vy, x0, y0 = cv2.fitLine(pts.astype(np.float32), cv2.DIST_HUBER, 0, 0.01,
+                                             0.01).ravel()
+                d = np.abs((pts[:, 0] - x0) * vy - (pts[:, 1] - y0) * vx)
+                good = d < max(1.0, radius / 4)
+                if good.sum() < 6 or good.all():
+                    break
+                pts = pts[good]
+            lines.append((np.array([x0, y0]), np.array([vx, vy])))
+        corners = []
+        for i in range(4):
+            (p1, d1), (p2, d2) = lines[i - 1], lines[i]
+            m = np.array([d1, -d2]).T
+            if abs(np.linalg.det(m)) < 1e-9:
+                corners.append(quad[i])
+                continue
+            s = np.linalg.solve(m, p2 - p1)
+            corners.append(p1 + s[0] * d1)
+        refined = np.array(corners)
+        # a refinement that moved a corner far is a failed one: keep the coarse quad
+        if np.linalg.norm(refined - quad, axis=1).max() > 4 * radius:
+            return quad
+        return order_corners(refined)
+
+    # -- the whole detection ------------------------------------------------------------------
+
+    def detect(self, frame: np.ndarray, *, refine: bool = True) -> Detection:
+        """Find the page in one frame; corners come back in the frame's own pixels."""
+        started = time.perf_counter()
+        h, w = frame.shape[:2]
+        work, scale = self._downscale(frame)
+        gray = _to_gray(work)
+        gx = cv2.Sobel(gray, cv2.CV_16S, 1, 0, ksize=3)
+        gy = cv2.Sobel(gray, cv2.CV_16S, 0, 1, ksize=3)
+        grad = cv2.addWeighted(cv2.convertScaleAbs(gx), 0.5, cv2.convertScaleAbs(gy), 0.5, 0)
+        min_area = self.min_area_fraction * gray.size
+        candidates: list[tuple[str, np.ndarray]] = []
+        for ref_mask in (self._reference_masks(work) or []) if work.ndim == 3 else []:
+            candidates += [("reference", q) for q in _contours_to_quads(ref_mask, min_area)]
+        if work.ndim == 3:
+            bright = cv2.bitwise_and(self._brightness_mask(work), cv2.bitwise_not(
+                cv2.bitwise_or(_skin_mask(work), _glare_mask(work))))
+            candidates += [("brightness", q) for q in _contours_to_quads(bright, min_area)]
+        candidates += [("edges", q) for q in _contours_to_quads(self._edge_mask(gray), min_area)]
+        best: tuple[float, str, np.ndarray, list[float]] | None = None
+        for source, coarse in candidates:
+            quad = coarse
+            if refine:  # coarse to fine: a blob stuck to one side is shed by the line fit
+                quad = self.refine(gray, self.refine(gray, coarse, radius=10), radius=3)
+            score, support = self._score(grad, quad)
+            if best is None or score > best[0]:
+                best = (score, source, quad, support)
+        ms = (time.perf_counter() - started) * 1000
+        if best is None or best[0] < 0.5:
+            return Detection(False, ms=ms, score=best[0] if best else 0.0)
+        score, source, quad, support = best
+        corners = quad / scale
+        if refine and scale < 1:
+            corners = self.refine(_to_gray(frame), corners, radius=max(2.0, 1.5 / scale))
+        cw, ch = corrected_size(corners)
+        kind = classify(cw, ch, frame_long_side=max(w, h))
+        return Detection(True, order_corners(corners), score, kind, source,
+                         (time.perf_counter() - started) * 1000, support)
+
+
+def baseline_detect(frame: np.ndarray) -> np.ndarray | None:
+    """The classic approach, for comparison: Canny, contours, the largest 4-point polygon."""
+    gray = cv2.GaussianBlur(_to_gray(frame), (5, 5), 0)
+    edges = cv2.Canny(gray, 75, 200)
+    contours, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    for c in sorted(contours, key=cv2.contourArea, reverse=True)[:5]:
+        approx = cv2.approxPolyDP(c, 0.02 * cv2.arcLength(c, True), True)
+        if len(approx) == 4:
+            return order_corners(approx.reshape(4, 2))
+    return None
