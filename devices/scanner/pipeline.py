@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from devices.camera import Camera, CameraConfig, CameraError, CameraGoneError
 from devices.scanner.autocapture import AutoCapture, CaptureDecision, CaptureState
-from devices.scanner.camera import CameraConfig, CameraError, CameraGoneError, DocumentCamera
 from devices.scanner.detect import Detection, PageDetector
 from devices.scanner.enhance import OutputMode, render_mode, upright, warp
 from devices.scanner.geometry import PageKind, classify
@@ -98,7 +98,7 @@ def finish_page(still: np.ndarray, preview_corners: np.ndarray,
 class PageScanner:
     """Watches a camera until a page can be captured, then captures it."""
 
-    def __init__(self, camera: DocumentCamera, config: ScannerConfig,
+    def __init__(self, camera: Camera, config: ScannerConfig,
                  reference: np.ndarray | None = None) -> None:
         self.camera = camera
         self.config = config

@@ -11,15 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from devices.scanner.camera import (
+from devices.camera import (
     CameraConfig,
     CameraError,
     CameraGoneError,
-    DocumentCamera,
     ImageSource,
     OpenCVSource,
     make_source,
 )
+from devices.scanner.camera import DocumentCamera, SimulatedDocumentSource
 from devices.scanner.pipeline import PageScanner, ScannerConfig
 from devices.scanner.synthetic import Difficulty, SceneSpec, render_scene
 
@@ -87,7 +87,9 @@ def test_unplugged_camera_is_reported_and_reconnected(tmp_path: Path) -> None:
 def test_simulated_camera_is_labelled_and_captures_a_page() -> None:
     config = ScannerConfig(camera=CameraConfig(source="sim:3", capture_size=(1440, 1080),
                                                fps=20), stable_seconds=0.6)
-    assert make_source("sim:3", config.camera).simulated
+    assert make_source("sim:3", config.camera, SimulatedDocumentSource).simulated
+    with pytest.raises(CameraError, match="no simulator"):
+        make_source("sim", config.camera)
     with DocumentCamera(config.camera) as camera:
         assert camera.simulated
         page = PageScanner(camera, config).wait_for_page(timeout=20)
