@@ -45,6 +45,7 @@ class LazyGroup(TongbanGroup):
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "devices": ("devices.cli", "devices"),
         "face": ("kiosk.identity.cli", "face"),
+        "signaling": ("signaling.cli", "signaling"),
         "demo": ("tongban.demo", "demo"),
     }
 
@@ -71,6 +72,7 @@ def main(debug: bool, verbose: bool, log_json: bool) -> None:
     Components:
       devices   ID card reader, document camera, face camera: probe, read, simulate
       face      person-ID verification: live face against the card photo, liveness
+      signaling the regional hub: queues, routing, call set-up, credentials
       demo      run the whole thing on this machine with every device simulated
 
     Logs go to stderr and never contain personal data. Exit code 0 means success.

@@ -1,0 +1,88 @@
+"""A hub client for kiosks, desk servers and tests: signs a fresh token for every connection
+attempt, keeps the resume token from the last welcome, and queues what the hub sends."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import socketio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from signaling import protocol as p
+from signaling.auth import make_token
+
+
+class HubClient:
+    """One authenticated connection to the hub (reconnects and resumes by itself)."""
+
+    def __init__(self, url: str, client_id: str, kind: p.ClientKind, key: Ed25519PrivateKey,
+                 *, reconnection: bool = True, token_ttl: int = 60) -> None:
+        self.url = url
+        self.client_id = client_id
+        self.kind = kind
+        self.key = key
+        self.token_ttl = token_ttl
+        self.resume_token: str | None = None
+        self.sio = socketio.AsyncClient(reconnection=reconnection, reconnection_delay=0.2,
+                                        reconnection_delay_max=1.0, logger=False,
+                                        engineio_logger=False)
+        self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self.last: dict[str, dict[str, Any]] = {}
+        """The latest payload of each event received."""
+        self.sio.on("*", self._receive)
+        self.sio.on("connect_error", self._refused)
+        self.welcomed = asyncio.Event()
+        self.refusal: dict[str, Any] | None = None
+        """Why the hub refused the last connection attempt ({code, message})."""
+
+    async def _refused(self, data: Any = None) -> None:
+        if isinstance(data, dict):
+            data = data.get("data", data)
+        self.refusal = data if isinstance(data, dict) else {"code": "refused",
+                                                            "message": str(data)}
+
+    def _auth(self) -> dict[str, Any]:
+        auth: dict[str, Any] = {"token": make_token(self.key, self.client_id, self.kind,
+                                                    ttl=self.token_ttl)}
+        if self.resume_token:
+            auth["resume"] = self.resume_token
+        return auth
+
+    async def _receive(self, event: str, data: Any = None) -> None:
+        if event == "hub.welcome" and isinstance(data, dict):
+            self.resume_token = data.get("resume_token")
+            self.welcomed.set()
+        payload = data if isinstance(data, dict) else {"data": data}
+        self.last[event] = payload
+        self.queue(event).put_nowait(payload)
+
+    def queue(self, event: str) -> asyncio.Queue[dict[str, Any]]:
+        return self._queues.setdefault(event, asyncio.Queue())
+
+    async def connect(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Connect and wait for the hub's welcome."""
+        self.welcomed.clear()
+        await self.sio.connect(self.url, auth=self._auth, transports=["websocket"],
+                               wait_timeout=timeout)
+        return await self.next("hub.welcome", timeout)
+
+    async def send(self, event: str, message: p.Message) -> None:
+        await self.sio.emit(event, p.dump(message))
+
+    async def send_raw(self, event: str, data: Any) -> None:
+        await self.sio.emit(event, data)
+
+    async def next(self, event: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The next ``event`` received (waits up to ``timeout`` seconds)."""
+        return await asyncio.wait_for(self.queue(event).get(), timeout)
+
+    def drain(self, event: str) -> list[dict[str, Any]]:
+        q = self.queue(event)
+        out = []
+        while not q.empty():
+            out.append(q.get_nowait())
+        return out
+
+    async def close(self) -> None:
+        await self.sio.disconnect()

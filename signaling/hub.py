@@ -1,0 +1,838 @@
+"""The signaling hub: python-socketio (asyncio) on aiohttp.
+
+Kiosks and desk servers connect over WebSocket only (no long-polling: every request of a
+session reaches the same process by construction, so a load balancer needs no sticky
+sessions). They authenticate with a signed token; every event is validated against its model
+in ``protocol``; a party can touch only its own tickets and calls. With a Redis URL, several
+hub processes share rooms through python-socketio's AsyncRedisManager and keep all state in
+Redis, so a process can die without losing a ticket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import socketio
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from signaling import protocol as p
+from signaling.auth import AuthError, Credential, CredentialStore, TokenVerifier
+from signaling.directory import Directory, load_directory
+from signaling.store import Call, Clerk, ClientRecord, MemoryStore, RedisStore, Store, Ticket
+from signaling.turn import ice_servers_for
+
+log = structlog.get_logger("signaling.hub")
+
+
+class HubConfig(BaseModel):
+    """``[hub]`` in the hub's config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    redis: str | None = Field(None, description="redis://host:port/db for several processes")
+    redis_channel: str = Field("tongban-hub", description="pub/sub channel of the processes")
+    credentials: Path = Path("hub-credentials.json")
+    directory: Path | None = Field(None, description="centres, matters and sites (TOML)")
+    grace_seconds: float = Field(30.0, gt=0, le=600, description="how long a vanished party "
+                                                                 "keeps its tickets and calls")
+    offer_seconds: float = Field(30.0, gt=0, le=600, description="an unanswered offer goes "
+                                                                 "back to the queue")
+    ping_interval: float = Field(4.0, gt=0, le=60)
+    ping_timeout: float = Field(5.0, gt=0, le=60)
+    token_max_ttl: int = Field(120, ge=10, le=3600)
+    process_name: str = Field(default_factory=lambda: f"hub-{os.getpid()}")
+
+
+class Refusal(Exception):
+    """An event the hub refuses; becomes ``hub.error`` for the sender."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _now_dt(t: float) -> datetime:
+    return datetime.fromtimestamp(t, tz=UTC)
+
+
+class Metrics:
+    """Prometheus metrics of one hub process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connected = Gauge("tongban_hub_connected", "connected clients", ["kind"],
+                               registry=r)
+        self.queue_length = Gauge("tongban_hub_queue_length", "waiting tickets",
+                                  ["centre"], registry=r)
+        self.wait = Histogram("tongban_hub_wait_seconds", "queue wait until accepted",
+                              buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+                              registry=r)
+        self.call_setups = Counter("tongban_hub_call_setups_total", "calls started",
+                                   registry=r)
+        self.refusals = Counter("tongban_hub_refusals_total", "refused connections",
+                                ["reason"], registry=r)
+        self.errors = Counter("tongban_hub_event_errors_total", "refused events", ["code"],
+                              registry=r)
+        self.relayed = Counter("tongban_hub_relayed_total", "relayed call events", ["event"],
+                               registry=r)
+
+
+class Hub:
+    """One hub process."""
+
+    def __init__(self, config: HubConfig, *, directory: Directory | None = None,
+                 store: Store | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.directory = directory or load_directory(config.directory)
+        self.credentials = CredentialStore(config.credentials)
+        self.verifier = TokenVerifier(self.credentials, max_ttl=config.token_max_ttl)
+        self.store = store or (RedisStore(config.redis) if config.redis else MemoryStore())
+        self.clock = clock
+        self.metrics = Metrics()
+        manager = (socketio.AsyncRedisManager(config.redis, channel=config.redis_channel)
+                   if config.redis else None)
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp", client_manager=manager, transports=["websocket"],
+            ping_interval=config.ping_interval, ping_timeout=config.ping_timeout,
+            max_http_buffer_size=p.MAX_EVENT_BYTES, cors_allowed_origins=[],
+            logger=False, engineio_logger=False)
+        self.app = web.Application()
+        self.sio.attach(self.app)
+        self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/metrics", self._metrics)
+        self.app.on_startup.append(self._start_sweeper)
+        self.app.on_cleanup.append(self._stop_sweeper)
+        self._sweeper: asyncio.Task[None] | None = None
+        self._local: dict[str, int] = {"kiosk": 0, "desk": 0}
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("*", self._on_unknown)
+        handlers: dict[str, Callable[[str, Credential, Any], Awaitable[None]]] = {
+            "ticket.request": self._ticket_request, "ticket.cancel": self._ticket_cancel,
+            "clerk.presence": self._clerk_presence, "queue.watch": self._queue_watch,
+            "ticket.accept": self._ticket_accept, "ticket.decline": self._ticket_decline,
+            "ticket.transfer": self._ticket_transfer, "call.offer": self._relay,
+            "call.answer": self._relay, "call.ice": self._relay, "call.command": self._relay,
+            "call.restart": self._call_restart, "call.end": self._call_end,
+        }
+        for event, handler in handlers.items():
+            self.sio.on(event, self._wrap(event, handler))
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        del request
+        ok = await self.store.ping()
+        body = {"ok": ok, "process": self.config.process_name,
+                "store": "redis" if self.config.redis else "memory",
+                "connected": dict(self._local), "protocol": p.PROTOCOL_VERSION}
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        del request
+        return web.Response(body=generate_latest(self.metrics.registry),
+                            content_type="text/plain")
+
+    async def _start_sweeper(self, app: web.Application) -> None:
+        del app
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _stop_sweeper(self, app: web.Application) -> None:
+        del app
+        if self._sweeper:
+            self._sweeper.cancel()
+        await self.store.close()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            try:
+                for key in await self.store.grace_claim_due(self.clock()):
+                    kind, _, ident = key.partition(":")
+                    if kind == "kiosk":
+                        await self._kiosk_gone(ident)
+                    elif kind == "desk":
+                        await self._desk_gone(ident)
+                    elif kind == "offer":
+                        await self._offer_expired(ident)
+            except Exception:  # the sweeper must outlive any one failure
+                log.exception("hub.sweep_failed")
+
+    async def _emit(self, event: str, message: p.Message, client_id: str) -> None:
+        await self.sio.emit(event, p.dump(message), room=f"client:{client_id}")
+
+    def _wrap(self, event: str, handler: Callable[[str, Credential, Any], Awaitable[None]]
+              ) -> Callable[[str, Any], Awaitable[None]]:
+        model = p.INBOUND[event]
+        allowed = {p.ClientKind.KIOSK: p.KIOSK_EVENTS, p.ClientKind.DESK: p.DESK_EVENTS}
+
+        async def run(sid: str, data: Any = None) -> None:
+            session = await self.sio.get_session(sid)
+            credential: Credential = session["credential"]
+            try:
+                if event not in allowed[credential.kind]:
+                    raise Refusal("forbidden", f"{credential.kind.value} may not send {event}")
+                if len(json.dumps(data, default=str)) > p.MAX_EVENT_BYTES:
+                    raise Refusal("too_large", f"events are limited to {p.MAX_EVENT_BYTES} bytes")
+                try:
+                    message = model.model_validate(data)
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    where = ".".join(str(x) for x in first["loc"]) or "payload"
+                    raise Refusal("invalid", f"{where}: {first['msg']}") from None
+                await handler(sid, credential, message)
+            except Refusal as exc:
+                self.metrics.errors.labels(exc.code).inc()
+                log.info("hub.event_refused", socket_event=event, client=credential.id,
+                         code=exc.code)
+                await self.sio.emit("hub.error", p.dump(p.HubError(
+                    code=exc.code, message=str(exc), event=event)), to=sid)
+            except Exception:  # a bug must not kill the connection silently: say so, log it
+                self.metrics.errors.labels("internal").inc()
+                log.exception("hub.event_failed", socket_event=event, client=credential.id)
+                await self.sio.emit("hub.error", p.dump(p.HubError(
+                    code="internal", message="the hub failed on this event", event=event)),
+                    to=sid)
+
+        return run
+
+    async def _on_unknown(self, event: str, sid: str, data: Any = None) -> None:
+        del data
+        self.metrics.errors.labels("unknown_event").inc()
+        await self.sio.emit("hub.error", p.dump(p.HubError(
+            code="unknown_event", message=f"no such event: {event[:64]}", event=event[:64])),
+            to=sid)
+
+    # -- connect, disconnect, resume ----------------------------------------------------------
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        del environ
+        auth = auth if isinstance(auth, dict) else {}
+        try:
+            credential = await self.verifier.verify(auth.get("token"), self.store.nonce_unused,
+                                                    now=self.clock())
+        except AuthError as exc:
+            self.metrics.refusals.labels(exc.code).inc()
+            log.info("hub.connect_refused", reason=exc.code)
+            raise socketio.exceptions.ConnectionRefusedError(
+                str(exc), {"code": exc.code, "message": str(exc)}) from None
+        await self.sio.save_session(sid, {"credential": credential})
+        await self.sio.enter_room(sid, f"client:{credential.id}")
+        self._local[credential.kind.value] += 1
+        self.metrics.connected.labels(credential.kind.value).inc()
+        asyncio.get_running_loop().call_soon(
+            lambda: asyncio.ensure_future(self._after_connect(sid, credential,
+                                                              auth.get("resume"))))
+
+    async def _after_connect(self, sid: str, credential: Credential, resume: object) -> None:
+        """Resume or start afresh (after connect returned, so that the client can receive)."""
+        previous = await self.store.client(credential.id)
+        resumed = bool(previous and isinstance(resume, str) and resume
+                       and secrets.compare_digest(resume, previous.resume_token))
+        if previous and previous.connected and previous.sid and previous.sid != sid:
+            await self.sio.disconnect(previous.sid)  # the newest connection of a client wins
+        record = ClientRecord(id=credential.id, kind=credential.kind, sid=sid, connected=True,
+                              resume_token=secrets.token_urlsafe(24),
+                              clerks=previous.clerks if (previous and resumed) else [])
+        await self.store.save(record)
+        kiosk = credential.kind is p.ClientKind.KIOSK
+        await self.store.grace_remove(f"{'kiosk' if kiosk else 'desk'}:{credential.id}")
+        if previous and not resumed:
+            # a fresh session of this client: what the old one held is closed (kiosk) or
+            # handed back to the queue (desk) at once
+            await (self._kiosk_gone(credential.id) if kiosk else self._desk_gone(credential.id))
+        welcome = p.Welcome(client_id=credential.id, kind=credential.kind,
+                            resume_token=record.resume_token, resumed=resumed)
+        if resumed:
+            tickets, calls = await self._holdings(credential)
+            welcome = welcome.model_copy(update={"tickets": tickets, "calls": calls})
+            for call in calls:
+                other = await self._other_party(call.call_id, credential.id)
+                if other:
+                    await self._emit("call.peer_back", p.CallPeerBack(call_id=call.call_id),
+                                     other)
+        await self.sio.emit("hub.welcome", p.dump(welcome), to=sid)
+        log.info("hub.connected", client=credential.id, kind=credential.kind.value,
+                 resumed=resumed, process=self.config.process_name)
+
+    async def _holdings(self, credential: Credential
+                        ) -> tuple[list[p.TicketUpdate], list[p.CallStart]]:
+        tickets: list[p.TicketUpdate] = []
+        calls: list[p.CallStart] = []
+        if credential.kind is p.ClientKind.KIOSK:
+            for ticket_id in await self.store.set_members(f"kiosk_tickets:{credential.id}"):
+                ticket = await self.store.ticket(ticket_id)
+                if ticket is None or ticket.state is p.TicketState.CLOSED:
+                    continue
+                tickets.append(await self._update_for(ticket))
+                if ticket.call_id:
+                    call = await self.store.call(ticket.call_id)
+                    if call:
+                        calls.append(await self._call_start(call, ticket, "offerer"))
+        else:
+            record = await self.store.client(credential.id)
+            for clerk_id in record.clerks if record else []:
+                clerk = await self.store.clerk(clerk_id)
+                if clerk and clerk.call_id:
+                    call = await self.store.call(clerk.call_id)
+                    ticket = await self.store.ticket(call.ticket_id) if call else None
+                    if call and ticket:
+                        calls.append(await self._call_start(call, ticket, "answerer"))
+        return tickets, calls
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        del reason
+        try:
+            session = await self.sio.get_session(sid)
+        except KeyError:
+            return
+        credential: Credential | None = session.get("credential")
+        if credential is None:
+            return
+        self._local[credential.kind.value] -= 1
+        self.metrics.connected.labels(credential.kind.value).dec()
+        record = await self.store.client(credential.id)
+        if record is None or record.sid != sid:
+            return  # replaced by a newer connection
+        record.connected, record.disconnected_at = False, self.clock()
+        await self.store.save(record)
+        grace = self.config.grace_seconds
+        kiosk = credential.kind is p.ClientKind.KIOSK
+        await self.store.grace_add(f"{'kiosk' if kiosk else 'desk'}:{credential.id}",
+                                   self.clock() + grace)
+        tickets, calls = await self._holdings(credential)
+        del tickets
+        for call in calls:  # the other party hears at once
+            other = await self._other_party(call.call_id, credential.id)
+            if other:
+                await self._emit("call.peer_lost",
+                                 p.CallPeerLost(call_id=call.call_id, grace_s=math.ceil(grace)),
+                                 other)
+        log.info("hub.disconnected", client=credential.id, kind=credential.kind.value)
+
+    async def _still_gone(self, client_id: str) -> bool:
+        record = await self.store.client(client_id)
+        return record is None or not record.connected
+
+    async def _kiosk_gone(self, kiosk_id: str) -> None:
+        """A kiosk's grace expired (or it restarted): its tickets close."""
+        for ticket_id in await self.store.set_members(f"kiosk_tickets:{kiosk_id}"):
+            ticket = await self.store.ticket(ticket_id)
+            if ticket and ticket.state is not p.TicketState.CLOSED:
+                async with self.store.lock(f"centre:{ticket.centre}"):
+                    ticket = await self.store.ticket(ticket_id)
+                    if ticket and ticket.state is not p.TicketState.CLOSED:
+                        await self._close(ticket, p.CloseReason.KIOSK_GONE, notify_kiosk=False)
+                await self._queue_changed(ticket.centre if ticket else "")
+
+    async def _desk_gone(self, desk_id: str) -> None:
+        """A desk's grace expired (or it restarted): its clerks' tickets go back to the front."""
+        if not await self._still_gone(desk_id):
+            return
+        record = await self.store.client(desk_id)
+        centres = set()
+        for clerk_id in record.clerks if record else []:
+            clerk = await self.store.clerk(clerk_id)
+            if clerk is None or clerk.desk_id != desk_id:
+                continue
+            async with self.store.lock(f"centre:{clerk.centre}"):
+                ticket_id = clerk.offered_ticket
+                if clerk.call_id:
+                    call = await self.store.call(clerk.call_id)
+                    ticket_id = call.ticket_id if call else ticket_id
+                    if call:
+                        await self._emit("call.ended", p.CallEnded(call_id=call.id,
+                                                                   reason="clerk_gone"),
+                                         call.kiosk_id)
+                        await self.store.delete(f"call:{call.id}")
+                if ticket_id:
+                    ticket = await self.store.ticket(ticket_id)
+                    if ticket and ticket.state is not p.TicketState.CLOSED:
+                        await self._requeue_front(ticket)
+                await self._remove_clerk(clerk)
+            centres.add(clerk.centre)
+        if record:
+            record.clerks = []
+            await self.store.save(record)
+        for centre in centres:
+            await self._route(centre)
+            await self._queue_changed(centre)
+
+    async def _offer_expired(self, ticket_id: str) -> None:
+        ticket = await self.store.ticket(ticket_id)
+        if ticket and ticket.state is p.TicketState.OFFERED and ticket.offered_to:
+            clerk = await self.store.clerk(ticket.offered_to)
+            centre = ticket.centre
+            async with self.store.lock(f"centre:{centre}"):
+                ticket = await self.store.ticket(ticket_id)
+                if ticket and ticket.state is p.TicketState.OFFERED:
+                    if clerk:
+                        clerk.offered_ticket = None
+                        clerk.available = False  # a clerk who lets offers lapse is away
+                        await self.store.save(clerk)
+                    await self._requeue_front(ticket)
+            await self._route(centre)
+            await self._queue_changed(centre)
+
+    # -- queue helpers ------------------------------------------------------------------------
+
+    async def _requeue_front(self, ticket: Ticket) -> None:
+        """Back to the front of its centre's queue (nothing is lost)."""
+        queue = await self.store.queue_ids(ticket.centre)
+        front = min((s for _, s in queue), default=ticket.enqueued_at)
+        ticket.state = p.TicketState.WAITING
+        ticket.offered_to = ticket.clerk_id = ticket.desk_id = ticket.call_id = None
+        await self.store.save(ticket)
+        await self.store.queue_add(ticket.centre, ticket.id, min(front - 1, ticket.enqueued_at))
+
+    async def _remove_clerk(self, clerk: Clerk) -> None:
+        await self.store.delete(f"clerk:{clerk.id}")
+        await self.store.set_remove(f"centre_clerks:{clerk.centre}", clerk.id)
+
+    async def _clerks(self, centre: str) -> list[Clerk]:
+        out = []
+        for clerk_id in await self.store.set_members(f"centre_clerks:{centre}"):
+            clerk = await self.store.clerk(clerk_id)
+            if clerk:
+                out.append(clerk)
+        return out
+
+    async def _waiting(self, centre: str) -> list[Ticket]:
+        out = []
+        for ticket_id, _ in await self.store.queue_ids(centre):
+            ticket = await self.store.ticket(ticket_id)
+            if ticket and ticket.state in (p.TicketState.WAITING, p.TicketState.OFFERED):
+                out.append(ticket)
+        return out
+
+    async def _update_for(self, ticket: Ticket, position: int | None = None,
+                          wait: int | None = None) -> p.TicketUpdate:
+        return p.TicketUpdate(ticket_id=ticket.id, case_id=ticket.case_id, centre=ticket.centre,
+                              matter=ticket.matter, state=ticket.state, position=position,
+                              expected_wait_s=wait, reason=ticket.closed_reason)
+
+    async def _queue_changed(self, centre: str) -> None:
+        """Tell every waiting kiosk its position and wait, and the centre's desks the queue."""
+        if not centre:
+            return
+        waiting = await self._waiting(centre)
+        clerks = [c for c in await self._clerks(centre)]
+        now = self.clock()
+        position_by_matter: dict[str, int] = {}
+        for ticket in waiting:
+            position_by_matter[ticket.matter] = position_by_matter.get(ticket.matter, 0) + 1
+            position = position_by_matter[ticket.matter]
+            serving = max(1, sum(ticket.matter in c.matters for c in clerks))
+            matter = self.directory.matter(ticket.matter)
+            minutes = matter.avg_service_minutes if matter else 8.0
+            wait = int(math.ceil(position / serving) * minutes * 60)
+            await self._emit("ticket.update", await self._update_for(ticket, position, wait),
+                             ticket.kiosk_id)
+        centre_info = self.directory.centre(centre)
+        snapshot = p.QueueSnapshot(
+            centre=centre, routing=centre_info.routing if centre_info else "pick",
+            items=[p.QueueItem(ticket_id=t.id, matter=t.matter, site=t.site,
+                               waiting_s=int(now - t.created_at), state=t.state,
+                               offered_to=t.offered_to) for t in waiting])
+        await self.sio.emit("queue.snapshot", p.dump(snapshot), room=f"centre:{centre}")
+        self.metrics.queue_length.labels(centre).set(len(waiting))
+
+    async def _route(self, centre: str) -> None:
+        """Automatic routing: the available clerk idle longest takes the longest-waiting
+        ticket they have the skill for (as an offer the clerk accepts)."""
+        info = self.directory.centre(centre)
+        if info is None or info.routing != "auto":
+            return
+        async with self.store.lock(f"centre:{centre}"):
+            clerks = []
+            for c in await self._clerks(centre):
+                if c.available and not c.call_id and not c.offered_ticket and \
+                        not await self._still_gone(c.desk_id):
+                    clerks.append(c)
+            clerks.sort(key=lambda c: c.idle_since)
+            waiting = [t for t in await self._waiting(centre)
+                       if t.state is p.TicketState.WAITING]
+            offers: list[tuple[Clerk, Ticket]] = []
+            for clerk in clerks:
+                ticket = next((t for t in waiting if t.matter in clerk.matters), None)
+                if ticket is None:
+                    continue
+                waiting.remove(ticket)
+                ticket.state, ticket.offered_to = p.TicketState.OFFERED, clerk.id
+                clerk.offered_ticket = ticket.id
+                await self.store.save(ticket)
+                await self.store.save(clerk)
+                await self.store.grace_add(f"offer:{ticket.id}",
+                                           self.clock() + self.config.offer_seconds)
+                offers.append((clerk, ticket))
+        for clerk, ticket in offers:
+            await self._emit("ticket.offered", p.TicketOffered(
+                ticket_id=ticket.id, clerk_id=clerk.id, matter=ticket.matter, site=ticket.site),
+                clerk.desk_id)
+
+    # -- kiosk events -------------------------------------------------------------------------
+
+    async def _ticket_request(self, sid: str, kiosk: Credential, m: p.TicketRequest) -> None:
+        centre = self.directory.centre(m.centre)
+        matter = self.directory.matter(m.matter)
+        if centre is None or matter is None or m.matter not in centre.matters:
+            await self.sio.emit("service.closed", p.dump(p.ServiceClosed(
+                centre=m.centre, matter=m.matter, reason="unknown_matter")), to=sid)
+            return
+        now = self.clock()
+        if not centre.is_open(_now_dt(now)):
+            await self.sio.emit("service.closed", p.dump(p.ServiceClosed(
+                centre=m.centre, matter=m.matter, reason="outside_hours",
+                next_opening=centre.next_opening(_now_dt(now)))), to=sid)
+            return
+        serving = [c for c in await self._clerks(m.centre) if m.matter in c.matters]
+        if not serving:
+            await self.sio.emit("service.closed", p.dump(p.ServiceClosed(
+                centre=m.centre, matter=m.matter, reason="no_clerk")), to=sid)
+            return
+        for ticket_id in await self.store.set_members(f"kiosk_tickets:{kiosk.id}"):
+            existing = await self.store.ticket(ticket_id)
+            if existing and existing.case_id == m.case_id and \
+                    existing.state is not p.TicketState.CLOSED:
+                raise Refusal("conflict", "this case already has an open ticket")
+        ticket = Ticket(id=secrets.token_urlsafe(12), case_id=m.case_id, kiosk_id=kiosk.id,
+                        site=kiosk.site or "", centre=m.centre, matter=m.matter,
+                        created_at=now, enqueued_at=now)
+        async with self.store.lock(f"centre:{m.centre}"):
+            await self.store.save(ticket)
+            await self.store.set_add(f"kiosk_tickets:{kiosk.id}", ticket.id)
+            await self.store.queue_add(m.centre, ticket.id, now)
+        log.info("hub.ticket_created", ticket=ticket.id, centre=m.centre, matter=m.matter)
+        await self._route(m.centre)
+        await self._queue_changed(m.centre)
+
+    async def _own_ticket(self, kiosk: Credential, ticket_id: str) -> Ticket:
+        ticket = await self.store.ticket(ticket_id)
+        if ticket is None or ticket.kiosk_id != kiosk.id:
+            raise Refusal("not_found", "no such ticket of yours")
+        return ticket
+
+    async def _ticket_cancel(self, sid: str, kiosk: Credential, m: p.TicketCancel) -> None:
+        del sid
+        ticket = await self._own_ticket(kiosk, m.ticket_id)
+        async with self.store.lock(f"centre:{ticket.centre}"):
+            ticket = await self._own_ticket(kiosk, m.ticket_id)
+            if ticket.state is p.TicketState.CLOSED:
+                return
+            await self._close(ticket, p.CloseReason.CANCELLED)
+        await self._route(ticket.centre)
+        await self._queue_changed(ticket.centre)
+
+    async def _close(self, ticket: Ticket, reason: p.CloseReason, *,
+                     notify_kiosk: bool = True) -> None:
+        """Close a ticket (caller holds the centre lock): end its call, free its clerk."""
+        if ticket.call_id:
+            call = await self.store.call(ticket.call_id)
+            if call:
+                await self._emit("call.ended", p.CallEnded(call_id=call.id, reason=reason.value),
+                                 call.desk_id)
+                await self.store.delete(f"call:{call.id}")
+        for clerk_id in {ticket.clerk_id, ticket.offered_to} - {None}:
+            clerk = await self.store.clerk(str(clerk_id))
+            if clerk:
+                clerk.call_id = clerk.offered_ticket = None
+                clerk.idle_since = self.clock()
+                await self.store.save(clerk)
+        await self.store.grace_remove(f"offer:{ticket.id}")
+        await self.store.queue_remove(ticket.centre, ticket.id)
+        ticket.state, ticket.closed_reason = p.TicketState.CLOSED, reason
+        ticket.call_id = None
+        await self.store.save(ticket)
+        await self.store.set_remove(f"kiosk_tickets:{ticket.kiosk_id}", ticket.id)
+        if notify_kiosk:
+            await self._emit("ticket.update", await self._update_for(ticket), ticket.kiosk_id)
+
+    # -- desk events --------------------------------------------------------------------------
+
+    def _check_centre(self, desk: Credential, centre: str) -> None:
+        if centre not in desk.centres:
+            raise Refusal("forbidden", f"this desk does not serve centre {centre}")
+
+    async def _desk_clerk(self, desk: Credential, clerk_id: str) -> Clerk:
+        clerk = await self.store.clerk(clerk_id)
+        if clerk is None or clerk.desk_id != desk.id:
+            raise Refusal("not_found", "no such clerk signed in through this desk")
+        return clerk
+
+    async def _clerk_presence(self, sid: str, desk: Credential, m: p.ClerkPresence) -> None:
+        del sid
+        self._check_centre(desk, m.centre)
+        existing = await self.store.clerk(m.clerk_id)
+        if existing and existing.desk_id != desk.id:
+            raise Refusal("conflict", "this clerk is signed in through another desk")
+        record = await self.store.client(desk.id)
+        async with self.store.lock(f"centre:{m.centre}"):
+            if not m.signed_in:
+                if existing:
+                    if existing.call_id or existing.offered_ticket:
+                        raise Refusal("conflict", "end or hand back the current ticket first")
+                    await self._remove_clerk(existing)
+                if record and m.clerk_id in record.clerks:
+                    record.clerks.remove(m.clerk_id)
+                    await self.store.save(record)
+            else:
+                known = set(self.directory.centre(m.centre).matters)  # type: ignore[union-attr]
+                clerk = Clerk(id=m.clerk_id, desk_id=desk.id, centre=m.centre,
+                              matters=[x for x in m.matters if x in known],
+                              available=m.available,
+                              idle_since=existing.idle_since if existing else self.clock(),
+                              offered_ticket=existing.offered_ticket if existing else None,
+                              call_id=existing.call_id if existing else None)
+                if existing and not existing.available and m.available:
+                    clerk.idle_since = self.clock()
+                await self.store.save(clerk)
+                await self.store.set_add(f"centre_clerks:{m.centre}", clerk.id)
+                if record and m.clerk_id not in record.clerks:
+                    record.clerks.append(m.clerk_id)
+                    await self.store.save(record)
+        await self._route(m.centre)
+        await self._queue_changed(m.centre)
+
+    async def _queue_watch(self, sid: str, desk: Credential, m: p.QueueWatch) -> None:
+        self._check_centre(desk, m.centre)
+        await self.sio.enter_room(sid, f"centre:{m.centre}")
+        await self._queue_changed(m.centre)
+
+    async def _ticket_accept(self, sid: str, desk: Credential, m: p.TicketAccept) -> None:
+        del sid
+        clerk = await self._desk_clerk(desk, m.clerk_id)
+        ticket = await self.store.ticket(m.ticket_id)
+        if ticket is None:
+            raise Refusal("not_found", "no such ticket")
+        self._check_centre(desk, ticket.centre)
+        async with self.store.lock(f"centre:{ticket.centre}"):
+            ticket = await self.store.ticket(m.ticket_id)
+            clerk = await self._desk_clerk(desk, m.clerk_id)
+            if ticket is None or ticket.state is p.TicketState.CLOSED or \
+                    ticket.state is p.TicketState.IN_CALL:
+                raise Refusal("conflict", "this ticket is no longer waiting")
+            if ticket.state is p.TicketState.OFFERED and ticket.offered_to != clerk.id:
+                raise Refusal("conflict", "this ticket is offered to another clerk")
+            if ticket.matter not in clerk.matters:
+                raise Refusal("forbidden", "this clerk does not handle this matter")
+            if clerk.call_id:
+                raise Refusal("conflict", "this clerk is already in a call")
+            if clerk.offered_ticket and clerk.offered_ticket != ticket.id:
+                other = await self.store.ticket(clerk.offered_ticket)
+                if other and other.state is p.TicketState.OFFERED:
+                    await self._requeue_front(other)
+            call = Call(id=secrets.token_urlsafe(12), ticket_id=ticket.id,
+                        kiosk_id=ticket.kiosk_id, desk_id=desk.id, clerk_id=clerk.id,
+                        started_at=self.clock())
+            self.metrics.wait.observe(max(0.0, self.clock() - ticket.created_at))
+            ticket.state, ticket.offered_to = p.TicketState.IN_CALL, None
+            ticket.clerk_id, ticket.desk_id, ticket.call_id = clerk.id, desk.id, call.id
+            clerk.call_id, clerk.offered_ticket = call.id, None
+            await self.store.queue_remove(ticket.centre, ticket.id)
+            await self.store.grace_remove(f"offer:{ticket.id}")
+            await self.store.save(call)
+            await self.store.save(ticket)
+            await self.store.save(clerk)
+        await self._start_call(call, ticket)
+        await self._route(ticket.centre)
+        await self._queue_changed(ticket.centre)
+
+    async def _call_start(self, call: Call, ticket: Ticket, role: str) -> p.CallStart:
+        if role == "offerer":
+            site = self.directory.site(ticket.site)
+            party = call.kiosk_id
+        else:
+            centre = self.directory.centre(ticket.centre)
+            site = self.directory.site(centre.site if centre else None)
+            party = call.desk_id
+        servers = [] if site is None else ice_servers_for(
+            site.stun, site.turn, site.turn_secret(), party, site.turn_ttl)
+        return p.CallStart(call_id=call.id, ticket_id=ticket.id, case_id=ticket.case_id,
+                           role="offerer" if role == "offerer" else "answerer",
+                           clerk_id=call.clerk_id, ice_servers=servers)
+
+    async def _start_call(self, call: Call, ticket: Ticket) -> None:
+        self.metrics.call_setups.inc()
+        await self._emit("ticket.update", await self._update_for(ticket), ticket.kiosk_id)
+        await self._emit("call.start", await self._call_start(call, ticket, "offerer"),
+                         call.kiosk_id)
+        await self._emit("call.start", await self._call_start(call, ticket, "answerer"),
+                         call.desk_id)
+        log.info("hub.call_started", call=call.id, ticket=ticket.id)
+
+    async def _held_by(self, desk: Credential, clerk_id: str, ticket_id: str) -> Ticket:
+        clerk = await self._desk_clerk(desk, clerk_id)
+        ticket = await self.store.ticket(ticket_id)
+        if ticket is None or clerk.id not in (ticket.offered_to, ticket.clerk_id):
+            raise Refusal("not_found", "this clerk holds no such ticket")
+        return ticket
+
+    async def _ticket_decline(self, sid: str, desk: Credential, m: p.TicketDecline) -> None:
+        del sid
+        ticket = await self._held_by(desk, m.clerk_id, m.ticket_id)
+        async with self.store.lock(f"centre:{ticket.centre}"):
+            ticket = await self._held_by(desk, m.clerk_id, m.ticket_id)
+            await self._hand_back(ticket, "declined")
+        await self._route(ticket.centre)
+        await self._queue_changed(ticket.centre)
+
+    async def _hand_back(self, ticket: Ticket, reason: str) -> None:
+        """End the ticket's call (if any), free its clerk, and put it at the queue's front."""
+        if ticket.call_id:
+            call = await self.store.call(ticket.call_id)
+            if call:
+                for party in (call.kiosk_id, call.desk_id):
+                    await self._emit("call.ended", p.CallEnded(call_id=call.id, reason=reason),
+                                     party)
+                await self.store.delete(f"call:{call.id}")
+        for clerk_id in {ticket.clerk_id, ticket.offered_to} - {None}:
+            clerk = await self.store.clerk(str(clerk_id))
+            if clerk:
+                clerk.call_id = clerk.offered_ticket = None
+                clerk.idle_since = self.clock()  # to the back of the rotation
+                await self.store.save(clerk)
+        await self.store.grace_remove(f"offer:{ticket.id}")
+        await self._requeue_front(ticket)
+
+    async def _ticket_transfer(self, sid: str, desk: Credential, m: p.TicketTransfer) -> None:
+        del sid
+        ticket = await self._held_by(desk, m.clerk_id, m.ticket_id)
+        origin = ticket.centre
+        async with self.store.lock(f"centre:{origin}"):
+            ticket = await self._held_by(desk, m.clerk_id, m.ticket_id)
+            if m.to_centre is not None:
+                target = self.directory.centre(m.to_centre)
+                if target is None or ticket.matter not in target.matters:
+                    raise Refusal("not_found", "that centre does not handle this matter")
+                await self._hand_back(ticket, "transferred")
+                await self.store.queue_remove(origin, ticket.id)
+                ticket.centre = m.to_centre
+                await self.store.save(ticket)
+                await self.store.queue_add(m.to_centre, ticket.id, ticket.enqueued_at)
+            else:
+                target_clerk = await self.store.clerk(str(m.to_clerk))
+                if target_clerk is None or ticket.matter not in target_clerk.matters or \
+                        target_clerk.call_id or target_clerk.offered_ticket:
+                    raise Refusal("conflict", "that clerk cannot take this ticket now")
+                await self._hand_back(ticket, "transferred")
+                ticket = await self.store.ticket(ticket.id) or ticket
+                await self.store.queue_remove(origin, ticket.id)
+                ticket.centre = target_clerk.centre
+                ticket.state, ticket.offered_to = p.TicketState.OFFERED, target_clerk.id
+                target_clerk.offered_ticket = ticket.id
+                await self.store.save(ticket)
+                await self.store.save(target_clerk)
+                await self.store.queue_add(ticket.centre, ticket.id, ticket.enqueued_at)
+                await self.store.grace_add(f"offer:{ticket.id}",
+                                           self.clock() + self.config.offer_seconds)
+        if m.to_clerk is not None:
+            clerk = await self.store.clerk(m.to_clerk)
+            if clerk:
+                await self._emit("ticket.offered", p.TicketOffered(
+                    ticket_id=ticket.id, clerk_id=clerk.id, matter=ticket.matter,
+                    site=ticket.site), clerk.desk_id)
+        for centre in {origin, ticket.centre}:
+            await self._route(centre)
+            await self._queue_changed(centre)
+
+    # -- calls --------------------------------------------------------------------------------
+
+    async def _party_call(self, credential: Credential, call_id: str) -> Call:
+        call = await self.store.call(call_id)
+        if call is None or credential.id not in (call.kiosk_id, call.desk_id):
+            raise Refusal("forbidden", "not a party to this call")
+        return call
+
+    async def _other_party(self, call_id: str, client_id: str) -> str | None:
+        call = await self.store.call(call_id)
+        if call is None:
+            return None
+        return call.desk_id if client_id == call.kiosk_id else call.kiosk_id
+
+    async def _relay(self, sid: str, sender: Credential, m: Any) -> None:
+        del sid
+        call = await self._party_call(sender, m.call_id)
+        other = call.desk_id if sender.id == call.kiosk_id else call.kiosk_id
+        events: dict[type[p.Message], str] = {
+            p.CallOffer: "call.offer", p.CallAnswer: "call.answer", p.CallIce: "call.ice",
+            p.CallCommand: "call.command"}
+        event = events[type(m)]
+        self.metrics.relayed.labels(event).inc()
+        await self._emit(event, m, other)
+
+    async def _call_restart(self, sid: str, sender: Credential, m: p.CallRestart) -> None:
+        del sid
+        call = await self._party_call(sender, m.call_id)
+        ticket = await self.store.ticket(call.ticket_id)
+        if ticket is None:
+            raise Refusal("not_found", "the call's ticket is gone")
+        async with self.store.lock(f"centre:{ticket.centre}"):
+            fresh = Call(id=secrets.token_urlsafe(12), ticket_id=ticket.id,
+                         kiosk_id=call.kiosk_id, desk_id=call.desk_id, clerk_id=call.clerk_id,
+                         started_at=self.clock())
+            await self.store.delete(f"call:{call.id}")
+            await self.store.save(fresh)
+            ticket.call_id = fresh.id
+            await self.store.save(ticket)
+            clerk = await self.store.clerk(call.clerk_id)
+            if clerk:
+                clerk.call_id = fresh.id
+                await self.store.save(clerk)
+        for party in (call.kiosk_id, call.desk_id):
+            await self._emit("call.ended", p.CallEnded(call_id=call.id, reason="restarted"),
+                             party)
+        await self._start_call(fresh, ticket)
+
+    async def _call_end(self, sid: str, sender: Credential, m: p.CallEnd) -> None:
+        del sid
+        call = await self._party_call(sender, m.call_id)
+        ticket = await self.store.ticket(call.ticket_id)
+        if ticket is None:
+            await self.store.delete(f"call:{call.id}")
+            return
+        async with self.store.lock(f"centre:{ticket.centre}"):
+            ticket = await self.store.ticket(call.ticket_id)
+            if ticket is None:
+                return
+            other = call.desk_id if sender.id == call.kiosk_id else call.kiosk_id
+            await self._emit("call.ended", p.CallEnded(call_id=call.id, reason=m.reason), other)
+            if m.reason == "completed":
+                await self._close(ticket, p.CloseReason.COMPLETED)
+            elif sender.id == call.kiosk_id:
+                await self._close(ticket, p.CloseReason.CANCELLED)
+            else:
+                await self._hand_back(ticket, m.reason)
+                await self._emit("ticket.update", await self._update_for(ticket),
+                                 ticket.kiosk_id)
+        await self._route(ticket.centre)
+        await self._queue_changed(ticket.centre)
+
+
+async def serve(config: HubConfig) -> None:
+    """Run a hub until cancelled."""
+    hub = Hub(config)
+    runner = web.AppRunner(hub.app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    log.info("hub.listening", host=config.host, port=config.port,
+             store="redis" if config.redis else "memory")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

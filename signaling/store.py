@@ -1,0 +1,299 @@
+"""Where the hub keeps queues, tickets, clerks, calls, clients and grace deadlines.
+
+One interface, two implementations: ``MemoryStore`` (one process, the default) and
+``RedisStore`` (several hub processes share state, so any process can serve any party and a
+process can die without losing a ticket). Routing decisions run under a per-centre lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from signaling.protocol import ClientKind, CloseReason, TicketState
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Ticket(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    case_id: str
+    kiosk_id: str
+    site: str
+    centre: str
+    matter: str
+    state: TicketState = TicketState.WAITING
+    created_at: float
+    enqueued_at: float
+    offered_to: str | None = None
+    clerk_id: str | None = None
+    desk_id: str | None = None
+    call_id: str | None = None
+    closed_reason: CloseReason | None = None
+
+
+class Clerk(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    desk_id: str
+    centre: str
+    matters: list[str]
+    available: bool = True
+    idle_since: float
+    offered_ticket: str | None = None
+    call_id: str | None = None
+
+
+class Call(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    ticket_id: str
+    kiosk_id: str
+    desk_id: str
+    clerk_id: str
+    started_at: float
+
+
+class ClientRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    kind: ClientKind
+    sid: str | None = None
+    connected: bool = False
+    resume_token: str = ""
+    disconnected_at: float | None = None
+    clerks: list[str] = Field(default_factory=list)
+    """Desks: the clerks signed in through this desk."""
+
+
+class Store(ABC):
+    """The hub's state."""
+
+    @abstractmethod
+    async def get(self, model: type[M], key: str) -> M | None: ...
+
+    @abstractmethod
+    async def put(self, key: str, value: BaseModel) -> None: ...
+
+    @abstractmethod
+    async def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    async def set_add(self, key: str, member: str) -> None: ...
+
+    @abstractmethod
+    async def set_remove(self, key: str, member: str) -> None: ...
+
+    @abstractmethod
+    async def set_members(self, key: str) -> list[str]: ...
+
+    @abstractmethod
+    async def queue_add(self, queue: str, ticket_id: str, score: float) -> None: ...
+
+    @abstractmethod
+    async def queue_remove(self, queue: str, ticket_id: str) -> None: ...
+
+    @abstractmethod
+    async def queue_ids(self, queue: str) -> list[tuple[str, float]]:
+        """Members in order (lowest score first)."""
+
+    @abstractmethod
+    async def grace_add(self, key: str, deadline: float) -> None: ...
+
+    @abstractmethod
+    async def grace_remove(self, key: str) -> None: ...
+
+    @abstractmethod
+    async def grace_claim_due(self, now: float) -> list[str]:
+        """Deadlines passed by ``now``, each handed to exactly one caller."""
+
+    @abstractmethod
+    async def nonce_unused(self, nonce: str, ttl: int) -> bool: ...
+
+    @abstractmethod
+    def lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        """An async context manager serialising work on ``name`` (across processes)."""
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+    # typed helpers
+    async def ticket(self, ticket_id: str) -> Ticket | None:
+        return await self.get(Ticket, f"ticket:{ticket_id}")
+
+    async def clerk(self, clerk_id: str) -> Clerk | None:
+        return await self.get(Clerk, f"clerk:{clerk_id}")
+
+    async def call(self, call_id: str) -> Call | None:
+        return await self.get(Call, f"call:{call_id}")
+
+    async def client(self, client_id: str) -> ClientRecord | None:
+        return await self.get(ClientRecord, f"client:{client_id}")
+
+    async def save(self, value: Ticket | Clerk | Call | ClientRecord) -> None:
+        prefix = {Ticket: "ticket", Clerk: "clerk", Call: "call", ClientRecord: "client"}
+        await self.put(f"{prefix[type(value)]}:{value.id}", value)
+
+
+class MemoryStore(Store):
+    """State in this process."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+        self._sets: dict[str, set[str]] = {}
+        self._queues: dict[str, dict[str, float]] = {}
+        self._grace: dict[str, float] = {}
+        self._nonces: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, model: type[M], key: str) -> M | None:
+        raw = self._values.get(key)
+        return None if raw is None else model.model_validate_json(raw)
+
+    async def put(self, key: str, value: BaseModel) -> None:
+        self._values[key] = value.model_dump_json()
+
+    async def delete(self, key: str) -> None:
+        self._values.pop(key, None)
+
+    async def set_add(self, key: str, member: str) -> None:
+        self._sets.setdefault(key, set()).add(member)
+
+    async def set_remove(self, key: str, member: str) -> None:
+        self._sets.get(key, set()).discard(member)
+
+    async def set_members(self, key: str) -> list[str]:
+        return sorted(self._sets.get(key, set()))
+
+    async def queue_add(self, queue: str, ticket_id: str, score: float) -> None:
+        self._queues.setdefault(queue, {})[ticket_id] = score
+
+    async def queue_remove(self, queue: str, ticket_id: str) -> None:
+        self._queues.get(queue, {}).pop(ticket_id, None)
+
+    async def queue_ids(self, queue: str) -> list[tuple[str, float]]:
+        return sorted(self._queues.get(queue, {}).items(), key=lambda kv: (kv[1], kv[0]))
+
+    async def grace_add(self, key: str, deadline: float) -> None:
+        self._grace[key] = deadline
+
+    async def grace_remove(self, key: str) -> None:
+        self._grace.pop(key, None)
+
+    async def grace_claim_due(self, now: float) -> list[str]:
+        due = [k for k, d in self._grace.items() if d <= now]
+        for key in due:
+            del self._grace[key]
+        return due
+
+    async def nonce_unused(self, nonce: str, ttl: int) -> bool:
+        now = time.monotonic()
+        if len(self._nonces) > 10_000:
+            self._nonces = {k: v for k, v in self._nonces.items() if v > now}
+        if self._nonces.get(nonce, 0) > now:
+            return False
+        self._nonces[nonce] = now + ttl
+        return True
+
+    def lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        return self._lock(name)
+
+    @asynccontextmanager
+    async def _lock(self, name: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            yield
+
+
+class RedisStore(Store):
+    """State in Redis, shared by every hub process; keys are prefixed ``tb:``."""
+
+    def __init__(self, url: str, prefix: str = "tb:") -> None:
+        import redis.asyncio as aioredis
+
+        self.url = url
+        self.prefix = prefix
+        self.redis = aioredis.from_url(url, decode_responses=True)
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except Exception:  # any failure means "not reachable" for the health check
+            return False
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def get(self, model: type[M], key: str) -> M | None:
+        raw = await self.redis.get(self._k(key))
+        return None if raw is None else model.model_validate_json(raw)
+
+    async def put(self, key: str, value: BaseModel) -> None:
+        await self.redis.set(self._k(key), value.model_dump_json(), ex=7 * 86400)
+
+    async def delete(self, key: str) -> None:
+        await self.redis.delete(self._k(key))
+
+    async def set_add(self, key: str, member: str) -> None:
+        await self.redis.sadd(self._k(key), member)
+
+    async def set_remove(self, key: str, member: str) -> None:
+        await self.redis.srem(self._k(key), member)
+
+    async def set_members(self, key: str) -> list[str]:
+        return sorted(str(m) for m in await self.redis.smembers(self._k(key)))
+
+    async def queue_add(self, queue: str, ticket_id: str, score: float) -> None:
+        await self.redis.zadd(self._k(f"queue:{queue}"), {ticket_id: score})
+
+    async def queue_remove(self, queue: str, ticket_id: str) -> None:
+        await self.redis.zrem(self._k(f"queue:{queue}"), ticket_id)
+
+    async def queue_ids(self, queue: str) -> list[tuple[str, float]]:
+        pairs: list[Any] = await self.redis.zrange(self._k(f"queue:{queue}"), 0, -1,
+                                                    withscores=True)
+        return [(str(pair[0]), float(pair[1])) for pair in pairs]
+
+    async def grace_add(self, key: str, deadline: float) -> None:
+        await self.redis.zadd(self._k("grace"), {key: deadline})
+
+    async def grace_remove(self, key: str) -> None:
+        await self.redis.zrem(self._k("grace"), key)
+
+    async def grace_claim_due(self, now: float) -> list[str]:
+        due: list[Any] = await self.redis.zrangebyscore(self._k("grace"), "-inf", now)
+        claimed: list[str] = []
+        for key in (str(k) for k in due):
+            if await self.redis.zrem(self._k("grace"), key):  # only one process wins
+                claimed.append(key)
+        return claimed
+
+    async def nonce_unused(self, nonce: str, ttl: int) -> bool:
+        return bool(await self.redis.set(self._k(f"nonce:{nonce}"), "1", nx=True,
+                                         ex=max(1, ttl)))
+
+    def lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        return self._lock(name)
+
+    @asynccontextmanager
+    async def _lock(self, name: str) -> AsyncIterator[None]:
+        lock = self.redis.lock(self._k(f"lock:{name}"), timeout=10, blocking_timeout=10)
+        async with lock:
+            yield
