@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from devices.idcard import commands
 from devices.idcard.frames import Response
 from devices.idcard.reader import IdCardReader, ReaderConfig
 from tongban import logs
+from tongban.machine import machine
 
 REQUEST_LEN = 10
 FIND_REPLY = len(Response(0, 0, 0x9F, bytes(4)).encode())
@@ -50,18 +49,6 @@ async def measure(port: str, baud: int, reads: int, deadline: float,
             result = await reader.read_card(fingerprint=fingerprint)
             out.append(result.timings.total_ms)
     return out
-
-
-def machine() -> str:
-    """CPU model, cores and Python version: what RESULTS.md records."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def run(reads: int, baud: int, seconds: float) -> dict[str, Any]:

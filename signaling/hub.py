@@ -104,7 +104,8 @@ class Hub:
         self.store = store or (RedisStore(config.redis) if config.redis else MemoryStore())
         self.clock = clock
         self.metrics = Metrics()
-        manager = (socketio.AsyncRedisManager(config.redis, channel=config.redis_channel)
+        manager = (socketio.AsyncRedisManager(config.redis, channel=config.redis_channel,
+                                              redis_options={"max_connections": 4096})
                    if config.redis else None)
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp", client_manager=manager, transports=["websocket"],
@@ -118,6 +119,7 @@ class Hub:
         self.app.on_startup.append(self._start_sweeper)
         self.app.on_cleanup.append(self._stop_sweeper)
         self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._local: dict[str, int] = {"kiosk": 0, "desk": 0}
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
@@ -165,7 +167,8 @@ class Hub:
                 for key in await self.store.grace_claim_due(self.clock()):
                     kind, _, ident = key.partition(":")
                     if kind == "kiosk":
-                        await self._kiosk_gone(ident)
+                        if await self._still_gone(ident):
+                            await self._kiosk_gone(ident)
                     elif kind == "desk":
                         await self._desk_gone(ident)
                     elif kind == "offer":
@@ -235,9 +238,20 @@ class Hub:
         await self.sio.enter_room(sid, f"client:{credential.id}")
         self._local[credential.kind.value] += 1
         self.metrics.connected.labels(credential.kind.value).inc()
-        asyncio.get_running_loop().call_soon(
-            lambda: asyncio.ensure_future(self._after_connect(sid, credential,
-                                                              auth.get("resume"))))
+        # resume and welcome after this handler returns: an event sent before the connect
+        # acknowledgement would reach the client before it counts as connected
+        asyncio.get_running_loop().call_soon(self._spawn, self._after_connect(
+            sid, credential, auth.get("resume")))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("hub.task_failed", error=repr(task.exception()))
 
     async def _after_connect(self, sid: str, credential: Credential, resume: object) -> None:
         """Resume or start afresh (after connect returned, so that the client can receive)."""
@@ -405,20 +419,14 @@ class Hub:
         await self.store.set_remove(f"centre_clerks:{clerk.centre}", clerk.id)
 
     async def _clerks(self, centre: str) -> list[Clerk]:
-        out = []
-        for clerk_id in await self.store.set_members(f"centre_clerks:{centre}"):
-            clerk = await self.store.clerk(clerk_id)
-            if clerk:
-                out.append(clerk)
-        return out
+        ids = await self.store.set_members(f"centre_clerks:{centre}")
+        return [c for c in await self.store.get_many(Clerk, [f"clerk:{i}" for i in ids]) if c]
 
     async def _waiting(self, centre: str) -> list[Ticket]:
-        out = []
-        for ticket_id, _ in await self.store.queue_ids(centre):
-            ticket = await self.store.ticket(ticket_id)
-            if ticket and ticket.state in (p.TicketState.WAITING, p.TicketState.OFFERED):
-                out.append(ticket)
-        return out
+        ids = [ticket_id for ticket_id, _ in await self.store.queue_ids(centre)]
+        tickets = await self.store.get_many(Ticket, [f"ticket:{i}" for i in ids])
+        return [t for t in tickets
+                if t and t.state in (p.TicketState.WAITING, p.TicketState.OFFERED)]
 
     async def _update_for(self, ticket: Ticket, position: int | None = None,
                           wait: int | None = None) -> p.TicketUpdate:
@@ -459,12 +467,14 @@ class Hub:
         if info is None or info.routing != "auto":
             return
         async with self.store.lock(f"centre:{centre}"):
-            clerks = []
-            for c in await self._clerks(centre):
-                if c.available and not c.call_id and not c.offered_ticket and \
-                        not await self._still_gone(c.desk_id):
-                    clerks.append(c)
-            clerks.sort(key=lambda c: c.idle_since)
+            candidates = [c for c in await self._clerks(centre)
+                          if c.available and not c.call_id and not c.offered_ticket]
+            desk_ids = sorted({c.desk_id for c in candidates})
+            records = await self.store.get_many(ClientRecord,
+                                                [f"client:{d}" for d in desk_ids])
+            online = {d for d, r in zip(desk_ids, records, strict=True) if r and r.connected}
+            clerks = sorted((c for c in candidates if c.desk_id in online),
+                            key=lambda c: c.idle_since)
             waiting = [t for t in await self._waiting(centre)
                        if t.state is p.TicketState.WAITING]
             offers: list[tuple[Clerk, Ticket]] = []

@@ -83,6 +83,10 @@ class Store(ABC):
     @abstractmethod
     async def get(self, model: type[M], key: str) -> M | None: ...
 
+    async def get_many(self, model: type[M], keys: list[str]) -> list[M | None]:
+        """Several values in one round trip where the store allows."""
+        return [await self.get(model, key) for key in keys]
+
     @abstractmethod
     async def put(self, key: str, value: BaseModel) -> None: ...
 
@@ -227,7 +231,11 @@ class RedisStore(Store):
 
         self.url = url
         self.prefix = prefix
-        self.redis = aioredis.from_url(url, decode_responses=True)
+        # a blocking pool: under a burst of connects, wait for a connection instead of
+        # failing (redis-py's default pool raises beyond 100)
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=20,
+                                                        decode_responses=True)
+        self.redis = aioredis.Redis(connection_pool=pool)
 
     def _k(self, key: str) -> str:
         return self.prefix + key
@@ -244,6 +252,12 @@ class RedisStore(Store):
     async def get(self, model: type[M], key: str) -> M | None:
         raw = await self.redis.get(self._k(key))
         return None if raw is None else model.model_validate_json(raw)
+
+    async def get_many(self, model: type[M], keys: list[str]) -> list[M | None]:
+        if not keys:
+            return []
+        raws: list[Any] = await self.redis.mget([self._k(k) for k in keys])
+        return [None if raw is None else model.model_validate_json(raw) for raw in raws]
 
     async def put(self, key: str, value: BaseModel) -> None:
         await self.redis.set(self._k(key), value.model_dump_json(), ex=7 * 86400)
@@ -294,6 +308,7 @@ class RedisStore(Store):
 
     @asynccontextmanager
     async def _lock(self, name: str) -> AsyncIterator[None]:
-        lock = self.redis.lock(self._k(f"lock:{name}"), timeout=10, blocking_timeout=10)
+        lock = self.redis.lock(self._k(f"lock:{name}"), timeout=10, blocking_timeout=10,
+                               sleep=0.002)  # the default 0.1 s poll would serialise slowly
         async with lock:
             yield
