@@ -117,6 +117,26 @@ class FrameSource(ABC):
     fps = 0.0
 
 
+class SimulatedSource(FrameSource):
+    """Base of a device's SIMULATED source: labelled, with a clock from ``open()``."""
+
+    simulated = True
+    backend = "simulated"
+    fourcc = "SIM"
+
+    def __init__(self, config: CameraConfig) -> None:
+        self.config = config
+        self.fps = config.fps
+        self._started = 0.0
+
+    def open(self) -> None:
+        self._started = time.monotonic()
+
+    def now(self) -> float:
+        """Seconds of simulated time since the source was opened."""
+        return time.monotonic() - self._started
+
+
 def _fourcc_text(value: float) -> str:
     code = int(value)
     return "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00")

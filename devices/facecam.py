@@ -9,12 +9,10 @@ which ships inside the scikit-image package; tests use ../shared/testdata/faces.
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 
-from devices.camera import Camera, CameraConfig, FrameSource
+from devices.camera import Camera, CameraConfig, SimulatedSource
 
 
 def face_geometry(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -139,13 +137,12 @@ def astronaut() -> np.ndarray:
     return cv2.cvtColor(portrait[0:300, 140:440], cv2.COLOR_RGB2BGR)
 
 
-class SimulatedFaceSource(FrameSource):
+class SimulatedFaceSource(SimulatedSource):
     """A SIMULATED face camera: the portrait, swaying slightly, acting out ``step``."""
-
-    simulated = True
 
     def __init__(self, seed: int, config: CameraConfig,
                  portrait: np.ndarray | None = None) -> None:
+        super().__init__(config)
         image = astronaut() if portrait is None else portrait
         w, h = config.preview_size
         scale = min(w / image.shape[1], h / image.shape[0])
@@ -156,16 +153,9 @@ class SimulatedFaceSource(FrameSource):
         self.follower = PromptFollower(SimulatedFace(canvas, seed))
         self.step: str | None = None
         """The liveness step the simulated person is acting out (set by the kiosk demo)."""
-        self.backend = "simulated"
-        self.fourcc = "SIM"
-        self.fps = config.fps
-        self._started = 0.0
-
-    def open(self) -> None:
-        self._started = time.monotonic()
 
     def read(self) -> np.ndarray | None:
-        return self.follower.frame(self.step, time.monotonic() - self._started)
+        return self.follower.frame(self.step, self.now())
 
 
 class FaceCamera(Camera):

@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 
 want_system_packages="${1:-}"
 
+# Trust the system's certificate store (a site's TLS-inspecting proxy installs its CA there):
+# uv otherwise uses its own bundled roots and refuses such a proxy.
+export UV_NATIVE_TLS=1
+if [ -z "${SSL_CERT_FILE:-}" ] && [ -r /etc/ssl/certs/ca-certificates.crt ]; then
+  export SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+fi
+
 # 1. uv: on PATH, or installed from PyPI into .cache/tools (no script from elsewhere)
 if command -v uv >/dev/null 2>&1; then
   UV=$(command -v uv)
@@ -13,7 +20,8 @@ elif [ -x .cache/tools/bin/uv ]; then
   UV=.cache/tools/bin/uv
 else
   echo "bootstrap: installing uv from PyPI into .cache/tools" >&2
-  python3 -m pip install --quiet --disable-pip-version-check --target .cache/tools uv >&2
+  python3 -m pip install --quiet --disable-pip-version-check ${SSL_CERT_FILE:+--cert "$SSL_CERT_FILE"} \
+    --target .cache/tools uv >&2
   UV=.cache/tools/bin/uv
 fi
 

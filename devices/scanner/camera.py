@@ -6,29 +6,17 @@ import time
 
 import numpy as np
 
-from devices.camera import Camera, CameraConfig, FrameSource
+from devices.camera import Camera, CameraConfig, SimulatedSource
 from devices.scanner.synthetic import Difficulty, SimulatedDocumentCamera
 
 
-class SimulatedDocumentSource(FrameSource):
+class SimulatedDocumentSource(SimulatedSource):
     """The SIMULATED document camera (see ``synthetic.SimulatedDocumentCamera``)."""
-
-    simulated = True
 
     def __init__(self, seed: int, config: CameraConfig,
                  difficulty: Difficulty = Difficulty.EASY) -> None:
+        super().__init__(config)
         self.sim = SimulatedDocumentCamera(seed, size=config.preview_size, difficulty=difficulty)
-        self.config = config
-        self.backend = "simulated"
-        self.fourcc = "SIM"
-        self.fps = config.fps
-        self._started = 0.0
-
-    def open(self) -> None:
-        self._started = time.monotonic()
-
-    def now(self) -> float:
-        return time.monotonic() - self._started
 
     def read(self) -> np.ndarray | None:
         return self.sim.frame(self.now())

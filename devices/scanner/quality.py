@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from devices.gates import GateVerdict
 from devices.scanner.detect import Detection
 from devices.scanner.geometry import touches_border
 
@@ -57,24 +58,15 @@ class QualityThresholds(BaseModel):
 
 
 @dataclass
-class QualityReport:
+class QualityReport(GateVerdict):
     """The gates' verdict on one frame."""
+
+    MESSAGES = MESSAGES
 
     failed: list[Gate] = field(default_factory=list)
     sharpness: float = 0.0
     glare: float = 0.0
     brightness: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def message(self, language: str = "zh") -> str | None:
-        """The sentence for the first failed gate, or None."""
-        if not self.failed:
-            return None
-        zh, en = MESSAGES[self.failed[0]]
-        return zh if language == "zh" else en
 
 
 def page_thumbnail(frame: np.ndarray, corners: np.ndarray,

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from devices.gates import GateVerdict
 from kiosk.identity.engine import Box, Landmarks
 
 
@@ -48,8 +49,10 @@ class FaceQualityConfig(BaseModel):
 
 
 @dataclass
-class FaceQuality:
+class FaceQuality(GateVerdict):
     """The gates' verdict on one frame."""
+
+    MESSAGES = MESSAGES
 
     failed: list[FaceGate] = field(default_factory=list)
     faces: int = 0
@@ -57,16 +60,6 @@ class FaceQuality:
     yaw: float | None = None
     brightness: float = 0.0
     sharpness: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def message(self, language: str = "zh") -> str | None:
-        if not self.failed:
-            return None
-        zh, en = MESSAGES[self.failed[0]]
-        return zh if language == "zh" else en
 
 
 def yaw_of(landmarks: Landmarks) -> float:
