@@ -8,7 +8,7 @@ want_system_packages="${1:-}"
 
 # Trust the system's certificate store (a site's TLS-inspecting proxy installs its CA there):
 # uv otherwise uses its own bundled roots and refuses such a proxy.
-export UV_NATIVE_TLS=1
+export UV_SYSTEM_CERTS=1
 if [ -z "${SSL_CERT_FILE:-}" ] && [ -r /etc/ssl/certs/ca-certificates.crt ]; then
   export SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 fi
