@@ -1,0 +1,78 @@
+"""The desk's case store (SQLAlchemy 2): users, cases, case files and the audit trail.
+
+SQLite by default (nothing to install), PostgreSQL by URL for production; the schema is
+created and changed only by Alembic migrations (``tongban desk db upgrade``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    """clerk, supervisor, auditor or admin."""
+    centres: Mapped[list[str]] = mapped_column(JSON, default=list)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """The kiosk's case id (uploads are idempotent by it)."""
+    centre: Mapped[str] = mapped_column(String(64), index=True)
+    matter: Mapped[str] = mapped_column(String(64))
+    kiosk_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(24), default="received")
+    case_number: Mapped[str | None] = mapped_column(String(32), unique=True)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    identity_blob: Mapped[str | None] = mapped_column(String(64))
+    """SHA-256 of the encrypted identity record (card fields, verification), never plaintext."""
+    decision: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    files: Mapped[list[CaseFile]] = relationship(back_populates="case",
+                                                 cascade="all, delete-orphan")
+
+
+class CaseFile(Base):
+    __tablename__ = "case_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    material: Mapped[str | None] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+    case: Mapped[Case] = relationship(back_populates="files")
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(128))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
