@@ -46,6 +46,7 @@ class LazyGroup(TongbanGroup):
         "devices": ("devices.cli", "devices"),
         "face": ("kiosk.identity.cli", "face"),
         "signaling": ("signaling.cli", "signaling"),
+        "desk": ("remote_desk.cli", "desk"),
         "demo": ("tongban.demo", "demo"),
     }
 
@@ -73,6 +74,7 @@ def main(debug: bool, verbose: bool, log_json: bool) -> None:
       devices   ID card reader, document camera, face camera: probe, read, simulate
       face      person-ID verification: live face against the card photo, liveness
       signaling the regional hub: queues, routing, call set-up, credentials
+      desk      the clerks' desk server: accounts, database, audit, serve
       demo      run the whole thing on this machine with every device simulated
 
     Logs go to stderr and never contain personal data. Exit code 0 means success.

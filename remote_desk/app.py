@@ -1,0 +1,370 @@
+"""The desk server's HTTP API (aiohttp): clerk login and sessions, the case intake from kiosks,
+cases and their files, decisions, and the audit trail.
+
+Sessions are server-side; the cookie is HttpOnly, SameSite=Strict and Secure behind TLS. Every
+state-changing request of a browser carries the session's CSRF token in ``X-CSRF-Token``.
+Logins are rate limited per user name and address. A clerk sees only the cases of the centres
+they belong to; every read of a case or a file and every decision is audited.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiohttp import BodyPartReader, web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from remote_desk import audit
+from remote_desk.blobs import BlobError, BlobStore
+from remote_desk.config import DeskConfig
+from remote_desk.db import make_engine, sessions
+from remote_desk.models import Case, CaseFile, User
+from remote_desk.package import PackageError, verify
+from remote_desk.users import Role, authenticate
+from remote_desk.workdays import add_working_days
+from signaling.auth import CredentialStore
+
+log = structlog.get_logger("remote_desk")
+COOKIE = "tb_session"
+KIOSK_HEADER = "X-Tongban-Kiosk"
+
+
+@dataclass
+class Session:
+    user_id: int
+    username: str
+    role: Role
+    centres: list[str]
+    csrf: str
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+SESSION = web.RequestKey("session", Session)
+
+
+class Decision(BaseModel):
+    """A clerk's decision on a case."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(pattern="^(accept|accept_pending|corrections|refuse|complete)$")
+    """受理, 容缺受理, 补正, 不予受理, 办结."""
+    reason: str = Field("", max_length=1000)
+    missing: list[str] = Field(default_factory=list, max_length=50)
+    commitment: str = Field("", max_length=1000)
+    working_days: int = Field(10, ge=1, le=60)
+
+    @model_validator(mode="after")
+    def _required(self) -> Decision:
+        if self.kind == "refuse" and not self.reason.strip():
+            raise ValueError("a refusal needs its reason")
+        if self.kind == "accept_pending" and (not self.missing or not self.commitment.strip()):
+            raise ValueError("容缺受理 needs the missing materials and the citizen's commitment")
+        if self.kind == "corrections" and not self.reason.strip():
+            raise ValueError("a request for corrections needs what to correct")
+        return self
+
+
+KIND_ZH = {"accept": "受理", "accept_pending": "容缺受理", "corrections": "补正",
+           "refuse": "不予受理", "complete": "办结"}
+
+
+def _error(status: int, code: str, message: str) -> web.HTTPException:
+    cls = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden,
+           404: web.HTTPNotFound, 409: web.HTTPConflict, 413: web.HTTPRequestEntityTooLarge,
+           429: web.HTTPTooManyRequests}[status]
+    if status == 413:
+        return web.HTTPRequestEntityTooLarge(max_size=0, actual_size=0, text=json.dumps(
+            {"error": code, "message": message}), content_type="application/json")
+    error: web.HTTPException = cls(text=json.dumps({"error": code, "message": message}),
+                                   content_type="application/json")
+    return error
+
+
+class DeskApp:
+    """One desk server."""
+
+    def __init__(self, config: DeskConfig, *, files_key: bytes | None = None,
+                 engine: AsyncEngine | None = None) -> None:
+        self.config = config
+        self.engine = engine or make_engine(config.database)
+        self.db: async_sessionmaker = sessions(self.engine)  # type: ignore[type-arg]
+        self.blobs = BlobStore(config.files_dir, files_key or config.files_key())
+        self.kiosks = CredentialStore(config.kiosk_credentials)
+        self.sessions: dict[str, Session] = {}
+        self.failures: dict[str, list[float]] = {}
+        self.app = web.Application(middlewares=[self._security, self._auth],
+                                   client_max_size=config.max_upload_bytes)
+        r = self.app.router
+        r.add_post("/api/login", self.login)
+        r.add_post("/api/logout", self.logout)
+        r.add_get("/api/me", self.me)
+        r.add_get("/api/cases", self.list_cases)
+        r.add_get("/api/cases/{case_id}", self.get_case)
+        r.add_get("/api/cases/{case_id}/files/{name}", self.get_file)
+        r.add_post("/api/cases/{case_id}/decision", self.decide)
+        r.add_get("/api/audit/verify", self.audit_verify)
+        r.add_post("/api/intake", self.intake)
+        r.add_get("/healthz", self.healthz)
+        self.app.on_cleanup.append(self._close)
+
+    async def _close(self, app: web.Application) -> None:
+        del app
+        await self.engine.dispose()
+
+    # -- middlewares ----------------------------------------------------------------------------
+
+    @web.middleware
+    async def _security(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        response.headers.setdefault("Content-Security-Policy", "default-src 'self'")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        public = request.path in ("/api/login", "/api/intake", "/healthz")
+        if not public:
+            token = request.cookies.get(COOKIE, "")
+            session = self.sessions.get(token)
+            idle = self.config.session_idle_minutes * 60
+            if session is None or time.monotonic() - session.last_seen > idle:
+                self.sessions.pop(token, None)
+                raise _error(401, "login_required", "please log in")
+            if request.method not in ("GET", "HEAD") and not secrets.compare_digest(
+                    request.headers.get("X-CSRF-Token", ""), session.csrf):
+                raise _error(403, "csrf", "missing or wrong CSRF token")
+            session.last_seen = time.monotonic()
+            request[SESSION] = session
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    # -- login ------------------------------------------------------------------------------
+
+    async def login(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            username, password = str(body["username"]), str(body["password"])
+        except (ValueError, KeyError, TypeError):
+            raise _error(400, "invalid", "username and password are required") from None
+        peer = request.remote or "?"
+        key = f"{username}|{peer}"
+        now = time.monotonic()
+        window = self.config.login_window_seconds
+        recent = [t for t in self.failures.get(key, []) if now - t < window]
+        if len(recent) >= self.config.login_attempts:
+            raise _error(429, "rate_limited", "too many failed logins; wait and try again")
+        async with self.db() as db:
+            user = await authenticate(db, username, password)
+            if user is None:
+                self.failures[key] = [*recent, now]
+                await audit.record(db, username[:64] or "?", "login_failed", peer)
+                await db.commit()
+                raise _error(401, "bad_login", "wrong user name or password")
+            await audit.record(db, user.username, "login", peer)
+            await db.commit()
+        self.failures.pop(key, None)
+        token = secrets.token_urlsafe(32)
+        session = Session(user.id, user.username, Role(user.role), list(user.centres),
+                          secrets.token_urlsafe(24))
+        self.sessions[token] = session
+        response = web.json_response({"username": user.username, "role": user.role,
+                                      "centres": user.centres, "csrf": session.csrf})
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
+                            secure=self.config.behind_tls, path="/")
+        return response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        self.sessions.pop(request.cookies.get(COOKIE, ""), None)
+        response = web.json_response({"ok": True})
+        response.del_cookie(COOKIE, path="/")
+        return response
+
+    async def me(self, request: web.Request) -> web.Response:
+        s = request[SESSION]
+        return web.json_response({"username": s.username, "role": s.role.value,
+                                  "centres": s.centres, "csrf": s.csrf})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        del request
+        return web.json_response({"ok": True})
+
+    # -- cases ------------------------------------------------------------------------------
+
+    def _may_see(self, session: Session, case: Case | None) -> Case:
+        if case is None or case.centre not in session.centres:
+            raise _error(404, "not_found", "no such case")  # another centre's case: not found
+        return case
+
+    @staticmethod
+    def _summary(case: Case) -> dict[str, Any]:
+        return {"id": case.id, "centre": case.centre, "matter": case.matter,
+                "state": case.state, "case_number": case.case_number,
+                "received_at": case.received_at.isoformat(),
+                "decision": case.decision}
+
+    async def list_cases(self, request: web.Request) -> web.Response:
+        s = request[SESSION]
+        async with self.db() as db:
+            rows = (await db.execute(select(Case).where(Case.centre.in_(s.centres))
+                                     .order_by(Case.received_at.desc()).limit(200))).scalars()
+            return web.json_response({"cases": [self._summary(c) for c in rows]})
+
+    async def get_case(self, request: web.Request) -> web.Response:
+        s = request[SESSION]
+        async with self.db() as db:
+            case = self._may_see(s, await db.get(Case, request.match_info["case_id"]))
+            files = (await db.execute(select(CaseFile).where(CaseFile.case_id == case.id))
+                     ).scalars().all()
+            await audit.record(db, s.username, "view", case.id)
+            await db.commit()
+            return web.json_response({**self._summary(case), "files": [
+                {"name": f.name, "material": f.material, "content_type": f.content_type,
+                 "size": f.size, "sha256": f.sha256} for f in files]})
+
+    async def get_file(self, request: web.Request) -> web.Response:
+        s = request[SESSION]
+        async with self.db() as db:
+            case = self._may_see(s, await db.get(Case, request.match_info["case_id"]))
+            entry = (await db.execute(select(CaseFile).where(
+                CaseFile.case_id == case.id, CaseFile.name == request.match_info["name"]))
+                ).scalar_one_or_none()
+            if entry is None:
+                raise _error(404, "not_found", "no such file")
+            try:
+                data = self.blobs.get(entry.sha256)
+            except BlobError as exc:
+                log.error("desk.file_unreadable", case=case.id, error=str(exc))
+                raise _error(409, "file_unreadable", str(exc)) from None
+            await audit.record(db, s.username, "download", f"{case.id}/{entry.name}")
+            await db.commit()
+        return web.Response(body=data, content_type=entry.content_type)
+
+    async def decide(self, request: web.Request) -> web.Response:
+        s = request[SESSION]
+        if s.role not in (Role.CLERK, Role.SUPERVISOR):
+            raise _error(403, "forbidden", "only clerks and supervisors decide")
+        try:
+            decision = Decision.model_validate(await request.json())
+        except (ValidationError, ValueError) as exc:
+            message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise _error(400, "invalid", message) from None
+        async with self.db() as db:
+            case = self._may_see(s, await db.get(Case, request.match_info["case_id"]))
+            now = datetime.now(UTC)
+            record: dict[str, Any] = {"kind": decision.kind, "kind_zh": KIND_ZH[decision.kind],
+                                      "by": s.username, "at": now.isoformat(),
+                                      "reason": decision.reason}
+            if decision.kind == "accept_pending":
+                record.update(missing=decision.missing, commitment=decision.commitment,
+                              working_days=decision.working_days,
+                              deadline=add_working_days(now.date(),
+                                                        decision.working_days).isoformat())
+            if case.case_number is None and decision.kind in ("accept", "accept_pending"):
+                day = now.strftime("%Y%m%d")
+                count = (await db.execute(select(func.count()).select_from(Case).where(
+                    Case.centre == case.centre, Case.case_number.is_not(None),
+                    Case.case_number.like(f"{case.centre}-{day}-%")))).scalar_one()
+                case.case_number = f"{case.centre}-{day}-{count + 1:05d}"
+            case.decision, case.decided_at = record, now
+            case.state = {"accept": "accepted", "accept_pending": "accepted_pending",
+                          "corrections": "corrections", "refuse": "refused",
+                          "complete": "completed"}[decision.kind]
+            await audit.record(db, s.username, "decide", case.id, detail=decision.kind)
+            await db.commit()
+            return web.json_response(self._summary(case))
+
+    async def audit_verify(self, request: web.Request) -> web.Response:
+        s = request[SESSION]
+        if s.role not in (Role.AUDITOR, Role.ADMIN, Role.SUPERVISOR):
+            raise _error(403, "forbidden", "auditors, supervisors and admins only")
+        async with self.db() as db:
+            check = await audit.verify(db)
+        return web.json_response({"ok": check.ok, "entries": check.entries,
+                                  "broken_at": check.broken_at, "reason": check.reason})
+
+    # -- intake from kiosks -----------------------------------------------------------------
+
+    async def intake(self, request: web.Request) -> web.Response:
+        kiosk_id = request.headers.get(KIOSK_HEADER, "")
+        credential = self.kiosks.get(kiosk_id) if kiosk_id else None
+        if credential is None or credential.revoked_at is not None or \
+                credential.kind.value != "kiosk":
+            raise _error(401, "unknown_kiosk", "no live credential for this kiosk")
+        if request.content_length and request.content_length > self.config.max_upload_bytes:
+            raise _error(413, "too_large", "the package is larger than this desk accepts")
+        manifest_json = b""
+        signature = ""
+        files: dict[str, bytes] = {}
+        try:
+            reader = await request.multipart()
+            total = 0
+            async for part in reader:
+                if not isinstance(part, BodyPartReader):
+                    raise _error(400, "invalid", "nested multipart is not accepted")
+                chunks = []
+                while chunk := await part.read_chunk(256 * 1024):
+                    total += len(chunk)
+                    if total > self.config.max_upload_bytes:  # chunked uploads have no length
+                        raise web.HTTPRequestEntityTooLarge(self.config.max_upload_bytes, total)
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+                if part.name == "manifest":
+                    manifest_json = bytes(data)
+                elif part.name == "signature":
+                    signature = bytes(data).decode()
+                elif part.name == "file" and part.filename:
+                    files[part.filename] = bytes(data)
+        except web.HTTPRequestEntityTooLarge:
+            raise _error(413, "too_large", "the package is larger than this desk accepts") \
+                from None
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(credential.public_key))
+        try:
+            manifest = verify(manifest_json, signature, public, files, kiosk_id=kiosk_id)
+        except PackageError as exc:
+            log.info("desk.package_refused", kiosk=kiosk_id, code=exc.code)
+            raise _error(400, exc.code, str(exc)) from None
+        if manifest.centre not in self.config.centres:
+            raise _error(403, "wrong_centre", "this desk does not serve that centre")
+        digest = hashlib.sha256(manifest.canonical()).hexdigest()
+        async with self.db() as db:
+            existing = await db.get(Case, manifest.case_id)
+            if existing is not None:
+                if existing.manifest_sha256 == digest:
+                    return web.json_response({"case_id": existing.id, "status": "already"})
+                raise _error(409, "conflict", "another package already holds this case id")
+            for entry in manifest.files:
+                self.blobs.put(files[entry.name])
+            db.add(Case(id=manifest.case_id, centre=manifest.centre, matter=manifest.matter,
+                        kiosk_id=kiosk_id, manifest_sha256=digest,
+                        received_at=datetime.now(UTC),
+                        files=[CaseFile(name=f.name, material=f.material,
+                                        content_type=f.content_type, size=f.size,
+                                        sha256=f.sha256) for f in manifest.files]))
+            await audit.record(db, f"kiosk:{kiosk_id}", "intake", manifest.case_id,
+                               detail=f"{len(manifest.files)} files")
+            try:
+                await db.commit()
+            except IntegrityError:  # a retry racing its twin: the first one won
+                return web.json_response({"case_id": manifest.case_id, "status": "already"})
+        log.info("desk.case_received", case=manifest.case_id, files=len(manifest.files))
+        return web.json_response({"case_id": manifest.case_id, "status": "stored"}, status=201)
+
+
+async def user_count(engine: AsyncEngine) -> int:
+    async with sessions(engine)() as db:
+        return int((await db.execute(select(func.count()).select_from(User))).scalar_one())

@@ -1,0 +1,170 @@
+"""``tongban desk``: serve the desk, manage clerk accounts, upgrade the database, check the
+audit chain."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from remote_desk.config import DeskConfig, load_desk_config
+from tongban.output import emit
+
+config_option = click.option("--config", "config_path",
+                             type=click.Path(dir_okay=False, path_type=Path),
+                             help="TOML file with a [desk] section.")
+
+
+class AuditBroken(Exception):
+    exit_code = 51
+
+
+def _config(config_path: Path | None) -> DeskConfig:
+    return load_desk_config(config_path)
+
+
+@click.group()
+def desk() -> None:
+    """The clerks' desk server at a county (or provincial) service centre.
+
+    \b
+      tongban desk db upgrade --config desk.toml          create or migrate the database
+      tongban desk user add --config desk.toml --username wang --name 王芳 \\
+          --role clerk --centre yongjia                   (password read from stdin)
+      tongban desk serve --config desk.toml
+      tongban desk audit verify --config desk.toml        is the audit chain intact?
+    Material files are encrypted with the key in $TONGBAN_DESK_FILES_KEY (desk.files_key_env).
+    """
+
+
+@desk.group()
+def db() -> None:
+    """The case database (SQLite by default, PostgreSQL by URL)."""
+
+
+@db.command("upgrade")
+@config_option
+def db_upgrade(config_path: Path | None) -> None:
+    """Create the schema or migrate it to the newest revision (Alembic)."""
+    from remote_desk.db import upgrade
+
+    config = _config(config_path)
+    upgrade(config.database)
+    click.echo(f"database at the newest revision ({config.database.split('://')[0]})")
+
+
+@desk.group()
+def user() -> None:
+    """Clerk, supervisor, auditor and admin accounts."""
+
+
+@user.command("add")
+@config_option
+@click.option("--username", required=True)
+@click.option("--name", "display_name", required=True, help="Name shown to colleagues.")
+@click.option("--role", type=click.Choice(["clerk", "supervisor", "auditor", "admin"]),
+              required=True)
+@click.option("--centre", "centres", multiple=True, required=True,
+              help="A centre this user belongs to (repeat for several).")
+def user_add(config_path: Path | None, username: str, display_name: str, role: str,
+             centres: tuple[str, ...]) -> None:
+    """Add an account; the password is read from stdin (never from the command line)."""
+    from remote_desk.db import make_engine, sessions
+    from remote_desk.users import Role, add_user
+
+    password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else \
+        click.prompt("password", hide_input=True, confirmation_prompt=True)
+    config = _config(config_path)
+
+    async def run() -> None:
+        engine = make_engine(config.database)
+        try:
+            async with sessions(engine)() as session:
+                await add_user(session, username, display_name, password, Role(role),
+                               list(centres))
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"added {role} {username} ({', '.join(centres)})")
+
+
+@user.command("disable")
+@config_option
+@click.option("--username", required=True)
+@click.option("--enable", is_flag=True, help="Enable the account again instead.")
+def user_disable(config_path: Path | None, username: str, enable: bool) -> None:
+    """Disable (or with --enable, re-enable) an account; its sessions end at the next request."""
+    from remote_desk.db import make_engine, sessions
+    from remote_desk.users import set_disabled
+
+    config = _config(config_path)
+
+    async def run() -> None:
+        engine = make_engine(config.database)
+        try:
+            async with sessions(engine)() as session:
+                await set_disabled(session, username, not enable)
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"{'enabled' if enable else 'disabled'} {username}")
+
+
+@desk.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit trail."""
+
+
+@audit_group.command("verify")
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def audit_verify(config_path: Path | None, as_json: bool) -> None:
+    """Walk the audit chain; exit 51 and name the first broken entry if it was tampered with."""
+    from remote_desk import audit
+    from remote_desk.db import make_engine, sessions
+
+    config = _config(config_path)
+
+    async def run() -> audit.ChainCheck:
+        engine = make_engine(config.database)
+        try:
+            async with sessions(engine)() as session:
+                return await audit.verify(session)
+        finally:
+            await engine.dispose()
+
+    check = asyncio.run(run())
+    if as_json:
+        emit({"ok": check.ok, "entries": check.entries, "broken_at": check.broken_at,
+              "reason": check.reason}, as_json=True)
+    elif check.ok:
+        click.echo(f"audit chain intact: {check.entries} entries")
+    if not check.ok:
+        raise AuditBroken(f"audit chain broken at entry {check.broken_at}: {check.reason}")
+
+
+@desk.command("serve")
+@config_option
+def serve(config_path: Path | None) -> None:
+    """Run the desk server until interrupted (run `tongban desk db upgrade` first)."""
+    from aiohttp import web
+
+    from remote_desk.app import DeskApp
+
+    config = _config(config_path)
+    app = DeskApp(config)
+    click.echo(f"tongban desk on http://{config.host}:{config.port} "
+               f"(centres: {', '.join(config.centres) or 'none'})", err=True)
+    web.run_app(app.app, host=config.host, port=config.port, print=None, access_log=None)

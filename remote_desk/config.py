@@ -1,0 +1,51 @@
+"""``[desk]`` in a desk server's config file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from remote_desk.blobs import parse_key
+from tongban.config import load_config
+from tongban.errors import ConfigError
+
+
+class DeskConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=0, le=65535)
+    database: str = Field("sqlite:///desk.db", description="sqlite:///path or postgresql://...")
+    files_dir: Path = Path("desk-files")
+    files_key_env: str = Field("TONGBAN_DESK_FILES_KEY", description="environment variable "
+                                                                     "holding the AES key")
+    kiosk_credentials: Path = Field(Path("hub-credentials.json"),
+                                    description="kiosks' public keys (the hub's file format)")
+    centres: list[str] = Field(default_factory=list, description="centres this desk serves")
+    behind_tls: bool = Field(False, description="cookies are Secure (TLS here or at a proxy)")
+    session_idle_minutes: float = Field(15, gt=0, le=480)
+    login_attempts: int = Field(5, ge=1, le=50, description="failed logins per window")
+    login_window_seconds: int = Field(300, ge=10, le=86400)
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1024)
+
+    def files_key(self) -> bytes:
+        text = os.environ.get(self.files_key_env)
+        if not text:
+            raise ConfigError(f"config error: {self.files_key_env} is not set (the key that "
+                              "encrypts material files at rest)")
+        try:
+            return parse_key(text)
+        except ValueError as exc:
+            raise ConfigError(f"config error: {self.files_key_env}: {exc}") from None
+
+
+class DeskSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    desk: DeskConfig = Field(default_factory=DeskConfig)
+
+
+def load_desk_config(path: Path | None) -> DeskConfig:
+    return load_config(DeskSettings, path).desk

@@ -1,0 +1,245 @@
+"""The desk's HTTP API against SQLite and PostgreSQL: login, sessions, CSRF, centre isolation,
+signed intake, decisions on the working-day calendar, audit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from remote_desk.app import DeskApp
+from remote_desk.blobs import new_key, parse_key
+from remote_desk.config import DeskConfig
+from remote_desk.package import Manifest, describe_file, sign
+from remote_desk.users import Role, add_user
+from remote_desk.workdays import add_working_days
+from signaling.auth import CredentialStore
+from signaling.protocol import ClientKind
+
+PASSWORD = "correct horse battery"
+JPEG = b"\xff\xd8\xff\xe0" + b"scan" * 100
+PDF = b"%PDF-1.4 proxy authorisation letter"
+
+
+@dataclass
+class Desk:
+    url: str
+    app: DeskApp
+    kiosk_key: Ed25519PrivateKey
+
+
+async def _make(tmp_path: Path, db_url: str, **config: Any) -> tuple[DeskApp, TestServer,
+                                                                      Ed25519PrivateKey]:
+    creds = CredentialStore(tmp_path / "creds.json")
+    key = creds.create("shengze-01", ClientKind.KIOSK, site="shengze")
+    desk = DeskApp(DeskConfig(database=db_url, files_dir=tmp_path / "files",
+                              kiosk_credentials=tmp_path / "creds.json", centres=["yongjia"],
+                              **config), files_key=parse_key(new_key()))
+    async with desk.db() as db:
+        await add_user(db, "clerk-yj", "永嘉窗口", PASSWORD, Role.CLERK, ["yongjia"])
+        await add_user(db, "clerk-wj", "吴江窗口", PASSWORD, Role.CLERK, ["wujiang"])
+        await add_user(db, "auditor", "审计", PASSWORD, Role.AUDITOR, ["yongjia"])
+        await db.commit()
+    server = TestServer(desk.app, host="127.0.0.1")
+    await server.start_server()
+    return desk, server, key
+
+
+@pytest.fixture
+async def desk(tmp_path: Path, db_url: str) -> AsyncIterator[Desk]:
+    app, server, key = await _make(tmp_path, db_url)
+    yield Desk(str(server.make_url("")).rstrip("/"), app, key)
+    await server.close()
+
+
+async def _login(desk: Desk, user: str, password: str = PASSWORD
+                 ) -> tuple[aiohttp.ClientSession, dict[str, Any]]:
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with session.post(f"{desk.url}/api/login",
+                            json={"username": user, "password": password}) as r:
+        body = await r.json()
+        if r.status != 200:
+            await session.close()
+            raise AssertionError(body)
+    return session, body
+
+
+def _package(key: Ed25519PrivateKey, case_id: str = "case-0001", centre: str = "yongjia",
+             pdf: bytes = PDF) -> aiohttp.FormData:
+    manifest = Manifest(case_id=case_id, kiosk_id="shengze-01", centre=centre,
+                        matter="yb-ydjz-ba", created_at=datetime.now(UTC),
+                        files=[describe_file("page-1.jpg", JPEG, "image/jpeg", "id_copy"),
+                               describe_file("letter.pdf", pdf, "application/pdf",
+                                             "proxy_letter")])
+    form = aiohttp.FormData()
+    form.add_field("manifest", manifest.model_dump_json(), content_type="application/json")
+    form.add_field("signature", sign(manifest, key))
+    form.add_field("file", JPEG, filename="page-1.jpg", content_type="image/jpeg")
+    form.add_field("file", PDF, filename="letter.pdf", content_type="application/pdf")
+    return form
+
+
+async def _upload(desk: Desk, form: aiohttp.FormData, kiosk: str = "shengze-01") -> tuple[
+        int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as s, s.post(
+            f"{desk.url}/api/intake", data=form, headers={"X-Tongban-Kiosk": kiosk}) as r:
+        return r.status, await r.json()
+
+
+async def test_login_sets_a_strict_http_only_cookie(desk: Desk) -> None:
+    async with aiohttp.ClientSession() as s, s.post(
+            f"{desk.url}/api/login", json={"username": "clerk-yj", "password": PASSWORD}) as r:
+        assert r.status == 200
+        cookie = r.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+        assert (await r.json())["csrf"]
+        assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+
+
+async def test_secure_cookie_behind_tls(tmp_path: Path, db_url: str) -> None:
+    _, server, _ = await _make(tmp_path, db_url, behind_tls=True)
+    url = str(server.make_url("")).rstrip("/")
+    async with aiohttp.ClientSession() as s, s.post(
+            f"{url}/api/login", json={"username": "clerk-yj", "password": PASSWORD}) as r:
+        assert r.status == 200 and "Secure" in r.headers["Set-Cookie"]
+    await server.close()
+
+
+async def test_wrong_password_then_rate_limit(desk: Desk) -> None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(5):
+            async with s.post(f"{desk.url}/api/login",
+                              json={"username": "clerk-yj", "password": "wrong password"}) as r:
+                assert r.status == 401
+        async with s.post(f"{desk.url}/api/login",
+                          json={"username": "clerk-yj", "password": PASSWORD}) as r:
+            assert r.status == 429
+
+
+async def test_no_session_and_no_csrf_are_refused(desk: Desk) -> None:
+    async with aiohttp.ClientSession() as s, s.get(f"{desk.url}/api/cases") as r:
+        assert r.status == 401
+    session, _ = await _login(desk, "clerk-yj")
+    async with session.post(f"{desk.url}/api/cases/case-0001/decision",
+                            json={"kind": "accept"}) as r:
+        assert r.status == 403 and (await r.json())["error"] == "csrf"
+    await session.close()
+
+
+async def test_intake_is_signed_idempotent_and_refuses_tampering(desk: Desk) -> None:
+    status, body = await _upload(desk, _package(desk.kiosk_key))
+    assert status == 201 and body["status"] == "stored"
+    status, body = await _upload(desk, _package(desk.kiosk_key))  # a retry after a lost reply
+    assert status in (200, 409)
+    # same case id with another content: a conflict, never a silent overwrite
+    status, body = await _upload(desk, _package(desk.kiosk_key, pdf=b"%PDF-1.4 other"))
+    assert status == 409 or body.get("error") == "hash_mismatch"
+    forged = _package(Ed25519PrivateKey.generate(), case_id="case-0002")
+    status, body = await _upload(desk, forged)
+    assert status == 400 and body["error"] == "bad_signature"
+    status, body = await _upload(desk, _package(desk.kiosk_key, case_id="case-0003"),
+                                 kiosk="someone-else")
+    assert status == 401
+    status, body = await _upload(desk, _package(desk.kiosk_key, case_id="case-0004",
+                                                centre="wujiang"))
+    assert status == 403
+    stored = list((desk.app.config.files_dir).rglob("*"))
+    assert all(b"proxy authorisation" not in p.read_bytes() for p in stored if p.is_file())
+
+
+async def test_a_retried_upload_is_stored_once(desk: Desk) -> None:
+    manifest = Manifest(case_id="case-0100", kiosk_id="shengze-01", centre="yongjia",
+                        matter="yb-ydjz-ba", created_at=datetime(2026, 11, 26, tzinfo=UTC),
+                        files=[describe_file("page-1.jpg", JPEG, "image/jpeg")])
+
+    def form() -> aiohttp.FormData:
+        f = aiohttp.FormData()
+        f.add_field("manifest", manifest.model_dump_json())
+        f.add_field("signature", sign(manifest, desk.kiosk_key))
+        f.add_field("file", JPEG, filename="page-1.jpg", content_type="image/jpeg")
+        return f
+
+    first, _ = await _upload(desk, form())
+    second, body = await _upload(desk, form())
+    assert (first, second, body["status"]) == (201, 200, "already")
+
+
+async def test_oversized_upload_is_refused(tmp_path: Path, db_url: str) -> None:
+    app, server, key = await _make(tmp_path, db_url, max_upload_bytes=1024)
+    desk = Desk(str(server.make_url("")).rstrip("/"), app, key)
+    status, _ = await _upload(desk, _package(key))  # about 1.3 KB with its manifest
+    assert status == 413
+    await server.close()
+
+
+async def test_clerks_see_only_their_centres_cases(desk: Desk) -> None:
+    await _upload(desk, _package(desk.kiosk_key))
+    own, _ = await _login(desk, "clerk-yj")
+    other, _ = await _login(desk, "clerk-wj")
+    async with own.get(f"{desk.url}/api/cases/case-0001") as r:
+        case = await r.json()
+        assert r.status == 200 and [f["name"] for f in case["files"]] == ["page-1.jpg",
+                                                                          "letter.pdf"]
+    async with own.get(f"{desk.url}/api/cases/case-0001/files/letter.pdf") as r:
+        assert r.status == 200 and await r.read() == PDF
+    async with other.get(f"{desk.url}/api/cases/case-0001") as r:
+        assert r.status == 404
+    async with other.get(f"{desk.url}/api/cases/case-0001/files/letter.pdf") as r:
+        assert r.status == 404
+    async with other.get(f"{desk.url}/api/cases") as r:
+        assert (await r.json())["cases"] == []
+    await own.close()
+    await other.close()
+
+
+async def test_accept_with_missing_materials_sets_a_working_day_deadline(desk: Desk) -> None:
+    await _upload(desk, _package(desk.kiosk_key))
+    session, me = await _login(desk, "clerk-yj")
+    headers = {"X-CSRF-Token": me["csrf"]}
+    async with session.post(f"{desk.url}/api/cases/case-0001/decision", headers=headers,
+                            json={"kind": "refuse"}) as r:
+        assert r.status == 400  # a refusal needs its reason
+    async with session.post(f"{desk.url}/api/cases/case-0001/decision", headers=headers,
+                            json={"kind": "accept_pending", "missing": ["参保证明"],
+                                  "commitment": "十个工作日内补交", "working_days": 10}) as r:
+        assert r.status == 200
+        case = await r.json()
+    today = datetime.now(UTC).date()
+    assert case["state"] == "accepted_pending"
+    assert case["decision"]["deadline"] == add_working_days(today, 10).isoformat()
+    assert case["decision"]["kind_zh"] == "容缺受理"
+    assert case["case_number"].startswith(f"yongjia-{today:%Y%m%d}-")
+    auditor, _ = await _login(desk, "auditor")
+    async with auditor.get(f"{desk.url}/api/audit/verify") as r:
+        check = await r.json()
+        assert check["ok"] and check["entries"] >= 4  # logins, intake, decision
+    async with session.get(f"{desk.url}/api/audit/verify") as r:
+        assert r.status == 403  # clerks do not read the audit trail
+    await session.close()
+    await auditor.close()
+
+
+async def test_idle_sessions_expire(tmp_path: Path, db_url: str) -> None:
+    app, server, key = await _make(tmp_path, db_url, session_idle_minutes=0.002)
+    desk = Desk(str(server.make_url("")).rstrip("/"), app, key)
+    session, _ = await _login(desk, "clerk-yj")
+    await asyncio.sleep(0.3)
+    async with session.get(f"{desk.url}/api/me") as r:
+        assert r.status == 401
+    await session.close()
+    await server.close()
+
+
+def test_working_days_follow_the_chinese_calendar() -> None:
+    assert add_working_days(date(2026, 11, 26), 10) == date(2026, 12, 10)
+    # National Day: October 1-7 off, Saturday October 10 a make-up working day
+    assert add_working_days(date(2026, 9, 30), 3) == date(2026, 10, 10)
+    assert add_working_days(date(2026, 9, 30), 10) == date(2026, 10, 20)

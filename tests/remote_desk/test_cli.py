@@ -1,0 +1,54 @@
+"""``tongban desk`` commands on a SQLite database."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from remote_desk.audit import entry_hash
+
+TONGBAN = [sys.executable, "-m", "tongban", "desk"]
+
+
+def run(*args: str, stdin: str = "", config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TONGBAN, *args, "--config", str(config)], input=stdin,
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "TONGBAN_DESK_FILES_KEY": "A" * 43 + "="})
+
+
+def test_upgrade_add_users_and_verify_the_audit_chain(tmp_path: Path) -> None:
+    config = tmp_path / "desk.toml"
+    database = tmp_path / "desk.db"
+    config.write_text(f'[desk]\ndatabase = "sqlite:///{database}"\ncentres = ["yongjia"]\n')
+    assert run("db", "upgrade", config=config).returncode == 0
+    added = run("user", "add", "--username", "wang", "--name", "王芳", "--role", "clerk",
+                "--centre", "yongjia", stdin="a long enough secret\n", config=config)
+    assert added.returncode == 0, added.stderr
+    short = run("user", "add", "--username", "li", "--name", "李", "--role", "clerk",
+                "--centre", "yongjia", stdin="short\n", config=config)
+    assert short.returncode == 2 and "10 characters" in short.stderr
+    assert run("user", "disable", "--username", "wang", config=config).returncode == 0
+    with sqlite3.connect(database) as db:
+        assert db.execute("select disabled from users where username='wang'").fetchone()[0]
+        for i in range(3):  # what the desk writes for three views of a case
+            prev = db.execute("select hash from audit order by id desc limit 1").fetchone()
+            prev_hash = prev[0] if prev else "0" * 64
+            at = datetime(2026, 11, 26, 10, i, tzinfo=UTC)
+            h = entry_hash(prev_hash, at, "wang", "view", "case-0001", "")
+            db.execute("insert into audit (at, actor, action, target, detail, prev_hash, hash) "
+                       "values (?, 'wang', 'view', 'case-0001', '', ?, ?)",
+                       (at.replace(tzinfo=None).isoformat(sep=" "), prev_hash, h))
+    ok = run("audit", "verify", "--json", config=config)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout) == {"ok": True, "entries": 3, "broken_at": None,
+                                     "reason": None}
+    with sqlite3.connect(database) as db:
+        db.execute("update audit set actor = 'nobody' where id = 2")
+    broken = run("audit", "verify", config=config)
+    assert broken.returncode == 51
+    assert broken.stderr.strip() == "error: audit chain broken at entry 2: this entry was edited"
