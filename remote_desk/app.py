@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, WSMsgType, web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import func, select
@@ -30,11 +30,13 @@ from remote_desk import audit
 from remote_desk.blobs import BlobError, BlobStore
 from remote_desk.config import DeskConfig
 from remote_desk.db import make_engine, sessions
+from remote_desk.hublink import ClerkLink, HubLink
 from remote_desk.models import Case, CaseFile, User
 from remote_desk.package import PackageError, verify
 from remote_desk.users import Role, authenticate
 from remote_desk.workdays import add_working_days
 from signaling.auth import CredentialStore
+from signaling.protocol import MAX_EVENT_BYTES
 
 log = structlog.get_logger("remote_desk")
 COOKIE = "tb_session"
@@ -118,11 +120,45 @@ class DeskApp:
         r.add_get("/api/audit/verify", self.audit_verify)
         r.add_post("/api/intake", self.intake)
         r.add_get("/healthz", self.healthz)
+        r.add_get("/ws", self.clerk_socket)
+        self.hub: HubLink | None = None
+        """Set by the server when the desk is connected to a hub."""
         self.app.on_cleanup.append(self._close)
 
     async def _close(self, app: web.Application) -> None:
         del app
+        if self.hub is not None:
+            await self.hub.close()
         await self.engine.dispose()
+
+    async def clerk_socket(self, request: web.Request) -> web.WebSocketResponse:
+        """The clerk's browser: hub events in, call signaling and queue actions out."""
+        s = request[SESSION]
+        if not secrets.compare_digest(request.query.get("csrf", ""), s.csrf):
+            raise _error(403, "csrf", "missing or wrong CSRF token")
+        if self.hub is None:
+            raise _error(409, "no_hub", "this desk is not connected to a hub")
+        ws = web.WebSocketResponse(heartbeat=10, max_msg_size=MAX_EVENT_BYTES)
+        await ws.prepare(request)
+        link = ClerkLink(s.username, s.centres, ws)
+        self.hub.attach(link)
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    break
+                try:
+                    body = json.loads(msg.data)
+                    event, data = str(body["event"]), body.get("data")
+                except (ValueError, KeyError, TypeError):
+                    await ws.send_json({"event": "desk.error", "data": {"message": "bad frame"}})
+                    continue
+                error = await self.hub.from_browser(link, event, data)
+                if error:
+                    await ws.send_json({"event": "desk.error", "data": {"message": error,
+                                                                         "for": event}})
+        finally:
+            await self.hub.detach(link)
+        return ws
 
     # -- middlewares ----------------------------------------------------------------------------
 

@@ -165,6 +165,21 @@ def serve(config_path: Path | None) -> None:
 
     config = _config(config_path)
     app = DeskApp(config)
+    if config.hub_url and config.desk_id and config.hub_key:
+        from remote_desk.hublink import HubLink
+        from signaling.auth import load_private_key
+        from signaling.client import HubClient
+        from signaling.protocol import ClientKind
+
+        client = HubClient(config.hub_url, config.desk_id, ClientKind.DESK,
+                           load_private_key(config.hub_key))
+        app.hub = HubLink(client)
+
+        async def connect_hub(_: web.Application) -> None:
+            assert app.hub is not None
+            await app.hub.start()
+
+        app.app.on_startup.append(connect_hub)
     click.echo(f"tongban desk on http://{config.host}:{config.port} "
                f"(centres: {', '.join(config.centres) or 'none'})", err=True)
     web.run_app(app.app, host=config.host, port=config.port, print=None, access_log=None)

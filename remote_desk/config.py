@@ -29,6 +29,9 @@ class DeskConfig(BaseModel):
     login_attempts: int = Field(5, ge=1, le=50, description="failed logins per window")
     login_window_seconds: int = Field(300, ge=10, le=86400)
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1024)
+    hub_url: str | None = Field(None, description="the regional hub, e.g. https://hub:8765")
+    desk_id: str | None = Field(None, description="this desk's credential id at the hub")
+    hub_key: Path | None = Field(None, description="this desk's private key for the hub")
 
     def files_key(self) -> bytes:
         text = os.environ.get(self.files_key_env)

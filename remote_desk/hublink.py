@@ -1,0 +1,133 @@
+"""The desk's one connection to the hub, shared by all its clerks.
+
+Browsers never hold hub credentials: each clerk's browser talks to the desk over a same-origin
+WebSocket (``/ws``, the session cookie and the CSRF token); the desk signs clerks in and out at
+the hub on their behalf and relays call signaling both ways, and only for the clerk's own calls
+and the centres the clerk belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from signaling import protocol as p
+from signaling.client import HubClient
+
+log = structlog.get_logger("remote_desk.hub")
+
+FROM_BROWSER: dict[str, type[p.Message]] = {
+    "clerk.presence": p.ClerkPresence,
+    "ticket.accept": p.TicketAccept,
+    "ticket.decline": p.TicketDecline,
+    "ticket.transfer": p.TicketTransfer,
+    "call.answer": p.CallAnswer,
+    "call.ice": p.CallIce,
+    "call.command": p.CallCommand,
+    "call.restart": p.CallRestart,
+    "call.end": p.CallEnd,
+}
+"""What a clerk's browser may ask the desk to send to the hub."""
+
+TO_CLERK_BY_CALL = ("call.offer", "call.ice", "call.peer_lost", "call.peer_back",
+                    "call.ended")
+
+
+@dataclass
+class ClerkLink:
+    """One clerk's browser connection."""
+
+    clerk_id: str
+    centres: list[str]
+    ws: web.WebSocketResponse
+    calls: set[str] = field(default_factory=set)
+
+
+class HubLink:
+    """Owns the hub connection and the clerks' browser sockets."""
+
+    def __init__(self, client: HubClient) -> None:
+        self.client = client
+        self.clerks: dict[str, ClerkLink] = {}
+        self.call_owner: dict[str, str] = {}
+        self._pump: asyncio.Task[None] | None = None
+        for event in ("queue.snapshot", "ticket.offered", "call.start", *TO_CLERK_BY_CALL,
+                      "hub.error"):
+            client.sio.on(event, self._handler(event))
+
+    def _handler(self, event: str) -> Any:
+        async def handle(data: Any = None) -> None:
+            await self.from_hub(event, data if isinstance(data, dict) else {})
+        return handle
+
+    async def start(self) -> None:
+        await self.client.connect()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def from_hub(self, event: str, data: dict[str, Any]) -> None:
+        """Route a hub event to the clerk(s) it concerns."""
+        link: ClerkLink | None
+        if event == "queue.snapshot":
+            for each in list(self.clerks.values()):
+                if data.get("centre") in each.centres:
+                    await self._send(each, event, data)
+        elif event in ("ticket.offered", "call.start"):
+            link = self.clerks.get(str(data.get("clerk_id")))
+            if event == "call.start" and link is not None:
+                self.call_owner[data["call_id"]] = link.clerk_id
+                link.calls.add(data["call_id"])
+            if link is not None:
+                await self._send(link, event, data)
+        elif event in TO_CLERK_BY_CALL:
+            owner = self.call_owner.get(str(data.get("call_id")))
+            link = self.clerks.get(owner) if owner else None
+            if link is not None:
+                await self._send(link, event, data)
+            if event == "call.ended" and owner:
+                self.call_owner.pop(data["call_id"], None)
+                if link:
+                    link.calls.discard(data["call_id"])
+        elif event == "hub.error":
+            log.info("desk.hub_refused", code=data.get("code"), hub_event=data.get("event"))
+
+    @staticmethod
+    async def _send(link: ClerkLink, event: str, data: dict[str, Any]) -> None:
+        if not link.ws.closed:
+            await link.ws.send_json({"event": event, "data": data})
+
+    async def from_browser(self, link: ClerkLink, event: str, data: Any) -> str | None:
+        """Check and forward one browser request; returns an error message or None."""
+        model = FROM_BROWSER.get(event)
+        if model is None:
+            return f"unknown event {event[:40]}"
+        try:
+            message = model.model_validate(data)
+        except ValidationError as exc:
+            return f"invalid {event}: {exc.errors()[0]['msg']}"
+        clerk = getattr(message, "clerk_id", link.clerk_id)
+        if clerk != link.clerk_id:
+            return "a clerk acts only as themself"
+        if isinstance(message, p.ClerkPresence) and message.centre not in link.centres:
+            return "not a centre of this clerk"
+        call_id = getattr(message, "call_id", None)
+        if call_id is not None and self.call_owner.get(call_id) != link.clerk_id:
+            return "not your call"
+        await self.client.send(event, message)
+        return None
+
+    def attach(self, link: ClerkLink) -> None:
+        self.clerks[link.clerk_id] = link
+
+    async def detach(self, link: ClerkLink) -> None:
+        if self.clerks.get(link.clerk_id) is link:
+            del self.clerks[link.clerk_id]
+            for centre in link.centres:  # a closed browser is not available for new tickets
+                await self.client.send("clerk.presence", p.ClerkPresence(
+                    clerk_id=link.clerk_id, centre=centre, matters=[], available=False))
