@@ -16,6 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -40,6 +41,7 @@ from signaling.protocol import MAX_EVENT_BYTES
 
 log = structlog.get_logger("remote_desk")
 COOKIE = "tb_session"
+STATIC = Path(__file__).parent / "static"
 KIOSK_HEADER = "X-Tongban-Kiosk"
 
 
@@ -121,6 +123,8 @@ class DeskApp:
         r.add_post("/api/intake", self.intake)
         r.add_get("/healthz", self.healthz)
         r.add_get("/ws", self.clerk_socket)
+        r.add_get("/", self.index)
+        r.add_static("/static", STATIC, show_index=False)
         self.hub: HubLink | None = None
         """Set by the server when the desk is connected to a hub."""
         self.app.on_cleanup.append(self._close)
@@ -173,7 +177,8 @@ class DeskApp:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        public = request.path in ("/api/login", "/api/intake", "/healthz")
+        public = request.path in ("/", "/api/login", "/api/intake", "/healthz") or \
+            request.path.startswith("/static/")
         if not public:
             token = request.cookies.get(COOKIE, "")
             session = self.sessions.get(token)
@@ -219,7 +224,8 @@ class DeskApp:
                           secrets.token_urlsafe(24))
         self.sessions[token] = session
         response = web.json_response({"username": user.username, "role": user.role,
-                                      "centres": user.centres, "csrf": session.csrf})
+                                      "centres": user.centres, "csrf": session.csrf,
+                                      "matters": self.config.matters})
         response.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
                             secure=self.config.behind_tls, path="/")
         return response
@@ -233,7 +239,12 @@ class DeskApp:
     async def me(self, request: web.Request) -> web.Response:
         s = request[SESSION]
         return web.json_response({"username": s.username, "role": s.role.value,
-                                  "centres": s.centres, "csrf": s.csrf})
+                                  "centres": s.centres, "csrf": s.csrf,
+                                  "matters": self.config.matters})
+
+    async def index(self, request: web.Request) -> web.FileResponse:
+        del request
+        return web.FileResponse(STATIC / "index.html")
 
     async def healthz(self, request: web.Request) -> web.Response:
         del request

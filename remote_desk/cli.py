@@ -173,7 +173,7 @@ def serve(config_path: Path | None) -> None:
 
         client = HubClient(config.hub_url, config.desk_id, ClientKind.DESK,
                            load_private_key(config.hub_key))
-        app.hub = HubLink(client)
+        app.hub = HubLink(client, config.centres)
 
         async def connect_hub(_: web.Application) -> None:
             assert app.hub is not None

@@ -24,6 +24,8 @@ class DeskConfig(BaseModel):
     kiosk_credentials: Path = Field(Path("hub-credentials.json"),
                                     description="kiosks' public keys (the hub's file format)")
     centres: list[str] = Field(default_factory=list, description="centres this desk serves")
+    matters: dict[str, list[str]] = Field(default_factory=dict,
+                                          description="per centre, the matters its clerks take")
     behind_tls: bool = Field(False, description="cookies are Secure (TLS here or at a proxy)")
     session_idle_minutes: float = Field(15, gt=0, le=480)
     login_attempts: int = Field(5, ge=1, le=50, description="failed logins per window")

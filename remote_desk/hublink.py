@@ -51,8 +51,9 @@ class ClerkLink:
 class HubLink:
     """Owns the hub connection and the clerks' browser sockets."""
 
-    def __init__(self, client: HubClient) -> None:
+    def __init__(self, client: HubClient, centres: list[str]) -> None:
         self.client = client
+        self.centres = centres
         self.clerks: dict[str, ClerkLink] = {}
         self.call_owner: dict[str, str] = {}
         self._pump: asyncio.Task[None] | None = None
@@ -66,7 +67,10 @@ class HubLink:
         return handle
 
     async def start(self) -> None:
+        """Connect, and ask for the queues of this desk's centres (sent again on change)."""
         await self.client.connect()
+        for centre in self.centres:
+            await self.client.send("queue.watch", p.QueueWatch(centre=centre))
 
     async def close(self) -> None:
         await self.client.close()

@@ -67,7 +67,7 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         await add_user(db, "clerk-b", "乙", PASSWORD, Role.CLERK, ["c2"])
         await db.commit()
     desk.hub = HubLink(HubClient(hub_url, "desk-1", ClientKind.DESK, desk_key,
-                                 reconnection=False))
+                                 reconnection=False), ["c1", "c2"])
     await desk.hub.start()
     server = TestServer(desk.app, host="127.0.0.1")
     await server.start_server()

@@ -1,0 +1,188 @@
+// The clerk's page: login, queue, the call (WebRTC answered in the browser), the case file and
+// the decision. All signaling goes over the desk's own WebSocket; the browser never talks to
+// the hub. No external scripts.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const state = { csrf: null, me: null, ws: null, pc: null, call: null, offers: {}, zoom: 1, turn: 0 };
+
+async function api(path, options = {}) {
+  const headers = Object.assign({ "Content-Type": "application/json" }, options.headers || {});
+  if (state.csrf && options.method && options.method !== "GET") headers["X-CSRF-Token"] = state.csrf;
+  const r = await fetch(path, Object.assign({}, options, { headers, credentials: "same-origin" }));
+  const body = r.headers.get("content-type")?.includes("json") ? await r.json() : null;
+  if (!r.ok) throw Object.assign(new Error(body?.message || r.statusText), { status: r.status, body });
+  return body;
+}
+
+function send(event, data) { state.ws.send(JSON.stringify({ event, data: Object.assign({ v: 1 }, data) })); }
+
+function show(id, visible) { $(id).hidden = !visible; }
+
+async function login(event) {
+  event.preventDefault();
+  $("login-error").textContent = "";
+  try {
+    state.me = await api("/api/login", { method: "POST", body: JSON.stringify({ username: $("username").value, password: $("password").value }) });
+  } catch (e) { $("login-error").textContent = e.status === 429 ? "尝试次数过多，请稍后再试" : "用户名或密码错误"; return; }
+  state.csrf = state.me.csrf;
+  $("who").textContent = `${state.me.username}（${state.me.centres.join("、")}）`;
+  show("login-view", false); show("queue-view", true); show("availability", true); show("logout", false === true);
+  $("logout").hidden = false;
+  connect();
+}
+
+function connect() {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  state.ws = new WebSocket(`${proto}://${location.host}/ws?csrf=${encodeURIComponent(state.csrf)}`);
+  state.ws.onmessage = (m) => { const { event, data } = JSON.parse(m.data); (handlers[event] || (() => {}))(data); };
+  state.ws.onopen = () => setAvailable($("available").checked = true);
+}
+
+function setAvailable(available) {
+  for (const centre of state.me.centres) {
+    send("clerk.presence", { clerk_id: state.me.username, centre, matters: state.me.matters?.[centre] || [], available });
+  }
+}
+
+function minutes(s) { return s < 60 ? `${s} 秒` : `${Math.floor(s / 60)} 分钟`; }
+
+const handlers = {
+  "queue.snapshot": (q) => {
+    const body = $("queue").querySelector("tbody");
+    body.innerHTML = "";
+    for (const item of q.items) {
+      const row = body.insertRow();
+      row.dataset.ticket = item.ticket_id;
+      row.insertCell().textContent = item.matter;
+      row.insertCell().textContent = item.site;
+      row.insertCell().textContent = minutes(item.waiting_s);
+      row.insertCell().textContent = item.state === "offered" ? (item.offered_to === state.me.username ? "分配给我" : "已分配") : "等待";
+      const cell = row.insertCell();
+      if (q.routing === "pick" || item.offered_to === state.me.username) {
+        const b = document.createElement("button"); b.textContent = "接受"; b.className = "accept";
+        b.onclick = () => send("ticket.accept", { ticket_id: item.ticket_id, clerk_id: state.me.username });
+        cell.appendChild(b);
+      }
+    }
+    $("queue-empty").hidden = q.items.length > 0;
+  },
+  "ticket.offered": (o) => { state.offers[o.ticket_id] = o; },
+  "call.start": (c) => { state.ready = startCall(c); },
+  "call.offer": async (o) => { await state.ready; await answer(o); },
+  "call.ice": (c) => { if (state.pc && c.candidate) state.pc.addIceCandidate({ candidate: c.candidate, sdpMid: c.sdp_mid, sdpMLineIndex: c.sdp_mline_index }).catch(() => {}); },
+  "call.peer_lost": () => { $("quality").textContent = "对方网络中断，等待重连…"; },
+  "call.peer_back": () => { $("quality").textContent = "对方已重新连接"; },
+  "call.ended": (e) => endCall(e.reason),
+  "desk.error": (e) => console.warn("desk refused", e),
+};
+
+async function startCall(call) {
+  state.call = call;
+  show("call-view", true); show("case-view", true);
+  $("case-id").textContent = call.case_id;
+  state.pc = new RTCPeerConnection({ iceServers: call.ice_servers.map((s) => ({ urls: s.urls, username: s.username || undefined, credential: s.credential || undefined })) });
+  let videos = 0;
+  state.pc.ontrack = (e) => {
+    if (e.track.kind === "video") {
+      const target = videos++ === 0 ? $("citizen") : $("document");
+      target.srcObject = new MediaStream([e.track]);
+    } else {
+      const audio = document.createElement("audio"); audio.autoplay = true; audio.id = "citizen-audio";
+      audio.srcObject = new MediaStream([e.track]); document.body.appendChild(audio);
+    }
+  };
+  try {
+    state.local = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+  } catch (e) { console.warn("no camera or microphone", e); }
+  loadCase(call.case_id);
+  state.stats = setInterval(showStats, 1000);
+}
+
+async function answer(offer) {
+  await state.pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+  // the kiosk offers its face camera, document camera and microphone; the clerk's camera and
+  // microphone go back on the first video and the audio m-line of that offer
+  const used = new Set();
+  for (const track of state.local?.getTracks() || []) {
+    const t = state.pc.getTransceivers().find((x) => !used.has(x) && x.receiver.track.kind === track.kind);
+    if (!t) continue;
+    used.add(t);
+    t.direction = "sendrecv";
+    await t.sender.replaceTrack(track);
+    t.sender.setStreams?.(state.local);
+  }
+  const reply = await state.pc.createAnswer();
+  await state.pc.setLocalDescription(reply);
+  await new Promise((resolve) => {
+    if (state.pc.iceGatheringState === "complete") return resolve();
+    state.pc.onicegatheringstatechange = () => state.pc.iceGatheringState === "complete" && resolve();
+    setTimeout(resolve, 3000);
+  });
+  send("call.answer", { call_id: state.call.call_id, sdp: state.pc.localDescription.sdp });
+}
+
+async function showStats() {
+  if (!state.pc) return;
+  const report = await state.pc.getStats();
+  let fps = 0, lost = 0, received = 0;
+  report.forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "video") { fps = Math.max(fps, s.framesPerSecond || 0); lost += s.packetsLost || 0; received += s.packetsReceived || 0; } });
+  const loss = received ? (100 * lost / (lost + received)).toFixed(1) : "0";
+  $("quality").textContent = `画面 ${Math.round(fps)} 帧/秒，丢包 ${loss}%`;
+  $("quality").dataset.fps = String(fps);
+}
+
+function endCall(reason) {
+  if (state.pc) state.pc.close();
+  state.pc = null; clearInterval(state.stats);
+  $("quality").textContent = `通话已结束（${reason}）`;
+}
+
+async function loadCase(caseId) {
+  let c;
+  try { c = await api(`/api/cases/${encodeURIComponent(caseId)}`); } catch (e) { $("materials").textContent = "材料尚未上传"; setTimeout(() => loadCase(caseId), 2000); return; }
+  const list = $("materials"); list.innerHTML = "";
+  $("rescan-material").innerHTML = "";
+  for (const f of c.files) {
+    const li = document.createElement("li");
+    const b = document.createElement("button"); b.textContent = `${f.material || f.name}（${f.name}）`; b.className = "open-file";
+    b.onclick = () => openFile(caseId, f);
+    li.appendChild(b); list.appendChild(li);
+    if (f.material) $("rescan-material").add(new Option(f.material, f.material));
+  }
+}
+
+async function openFile(caseId, f) {
+  const r = await fetch(`/api/cases/${encodeURIComponent(caseId)}/files/${encodeURIComponent(f.name)}`, { credentials: "same-origin" });
+  const blob = await r.blob();
+  $("page").src = URL.createObjectURL(blob);
+  state.zoom = 1; state.turn = 0; applyView();
+  show("viewer", true);
+}
+
+function applyView() { $("page").style.transform = `scale(${state.zoom}) rotate(${state.turn}deg)`; }
+
+async function decide(event) {
+  event.preventDefault();
+  const kind = new FormData($("decision-form")).get("kind");
+  const body = { kind, reason: $("reason").value };
+  if (kind === "accept_pending") Object.assign(body, { missing: $("missing").value.split(/[,，]/).map((s) => s.trim()).filter(Boolean), commitment: $("commitment").value, working_days: Number($("working-days").value) });
+  try {
+    const c = await api(`/api/cases/${encodeURIComponent(state.call.case_id)}/decision`, { method: "POST", body: JSON.stringify(body) });
+    const d = c.decision;
+    $("decision-result").textContent = `${d.kind_zh}：受理编号 ${c.case_number || "—"}${d.deadline ? `，补交期限 ${d.deadline}` : ""}`;
+    $("decision-result").dataset.caseNumber = c.case_number || "";
+  } catch (e) { $("decision-result").textContent = `未能提交：${e.message}`; }
+}
+
+$("login-form").addEventListener("submit", login);
+$("decision-form").addEventListener("submit", decide);
+$("available").addEventListener("change", (e) => setAvailable(e.target.checked));
+$("logout").addEventListener("click", async () => { await api("/api/logout", { method: "POST" }); location.reload(); });
+$("mute").addEventListener("click", () => { for (const t of state.local?.getAudioTracks() || []) t.enabled = !t.enabled; $("mute").textContent = $("mute").textContent === "静音" ? "取消静音" : "静音"; });
+$("capture").addEventListener("click", () => send("call.command", { call_id: state.call.call_id, name: "capture_full", args: {} }));
+$("rescan").addEventListener("click", () => send("call.command", { call_id: state.call.call_id, name: "rescan", args: { material: $("rescan-material").value } }));
+$("hangup").addEventListener("click", () => { send("call.end", { call_id: state.call.call_id, reason: "hangup" }); endCall("hangup"); });
+$("zoom-in").addEventListener("click", () => { state.zoom *= 1.25; applyView(); });
+$("zoom-out").addEventListener("click", () => { state.zoom /= 1.25; applyView(); });
+$("rotate").addEventListener("click", () => { state.turn = (state.turn + 90) % 360; applyView(); });
+$("close-viewer").addEventListener("click", () => show("viewer", false));
