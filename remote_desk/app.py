@@ -32,7 +32,7 @@ from remote_desk.blobs import BlobError, BlobStore
 from remote_desk.config import DeskConfig
 from remote_desk.db import make_engine, sessions
 from remote_desk.hublink import ClerkLink, HubLink
-from remote_desk.models import Case, CaseFile, User
+from remote_desk.models import AuditEntry, Case, CaseFile, User
 from remote_desk.package import PackageError, verify
 from remote_desk.users import Role, authenticate
 from remote_desk.workdays import add_working_days
@@ -97,6 +97,18 @@ def _error(status: int, code: str, message: str) -> web.HTTPException:
     return error
 
 
+def receipt_text(case: Case, decision: dict[str, Any]) -> str:
+    """The receipt the kiosk prints and shows as a QR code."""
+    lines = [f"跨域通办 受理回执  {decision['kind_zh']}",
+             f"受理编号：{case.case_number or '—'}", f"事项：{case.matter}",
+             f"受理中心：{case.centre}", f"时间：{decision['at'][:19].replace('T', ' ')}"]
+    if decision.get("deadline"):
+        lines.append(f"请于 {decision['deadline']} 前补交：{'、'.join(decision['missing'])}")
+    if decision.get("reason"):
+        lines.append(f"说明：{decision['reason']}")
+    return "\n".join(lines)
+
+
 class DeskApp:
     """One desk server."""
 
@@ -120,6 +132,9 @@ class DeskApp:
         r.add_get("/api/cases/{case_id}/files/{name}", self.get_file)
         r.add_post("/api/cases/{case_id}/decision", self.decide)
         r.add_get("/api/audit/verify", self.audit_verify)
+        r.add_get("/api/audit", self.audit_list)
+        r.add_get("/api/overdue", self.overdue)
+        r.add_post("/api/cases/{case_id}/assign", self.assign)
         r.add_post("/api/intake", self.intake)
         r.add_get("/healthz", self.healthz)
         r.add_get("/ws", self.clerk_socket)
@@ -262,7 +277,7 @@ class DeskApp:
         return {"id": case.id, "centre": case.centre, "matter": case.matter,
                 "state": case.state, "case_number": case.case_number,
                 "received_at": case.received_at.isoformat(),
-                "decision": case.decision}
+                "decision": case.decision, "assigned_to": case.assigned_to}
 
     async def list_cases(self, request: web.Request) -> web.Response:
         s = request[SESSION]
@@ -279,7 +294,10 @@ class DeskApp:
                      ).scalars().all()
             await audit.record(db, s.username, "view", case.id)
             await db.commit()
-            return web.json_response({**self._summary(case), "files": [
+            # only packages whose Ed25519 signature and every hash verified are ever stored
+            signature = {"verified": True, "kiosk_id": case.kiosk_id,
+                         "manifest_sha256": case.manifest_sha256}
+            return web.json_response({**self._summary(case), "signature": signature, "files": [
                 {"name": f.name, "material": f.material, "content_type": f.content_type,
                  "size": f.size, "sha256": f.sha256} for f in files]})
 
@@ -328,10 +346,60 @@ class DeskApp:
                     Case.case_number.like(f"{case.centre}-{day}-%")))).scalar_one()
                 case.case_number = f"{case.centre}-{day}-{count + 1:05d}"
             case.decision, case.decided_at = record, now
+            case.assigned_to = case.assigned_to or s.username
+            record["receipt"] = receipt_text(case, record)
             case.state = {"accept": "accepted", "accept_pending": "accepted_pending",
                           "corrections": "corrections", "refuse": "refused",
                           "complete": "completed"}[decision.kind]
             await audit.record(db, s.username, "decide", case.id, detail=decision.kind)
+            await db.commit()
+            return web.json_response(self._summary(case))
+
+    async def audit_list(self, request: web.Request) -> web.Response:
+        """The newest audit entries (ids and actions only: no personal data is in them)."""
+        s = request[SESSION]
+        if s.role not in (Role.AUDITOR, Role.ADMIN):
+            raise _error(403, "forbidden", "auditors and admins only")
+        limit = min(500, max(1, int(request.query.get("limit", "100"))))
+        async with self.db() as db:
+            rows = (await db.execute(select(AuditEntry).order_by(AuditEntry.id.desc())
+                                     .limit(limit))).scalars().all()
+            await audit.record(db, s.username, "audit_read", f"last {limit}")
+            await db.commit()
+        return web.json_response({"entries": [
+            {"id": e.id, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
+             "target": e.target, "detail": e.detail} for e in rows]})
+
+    async def overdue(self, request: web.Request) -> web.Response:
+        """Supervisors: 容缺受理 cases whose commitment deadline has passed."""
+        s = request[SESSION]
+        if s.role not in (Role.SUPERVISOR, Role.ADMIN):
+            raise _error(403, "forbidden", "supervisors only")
+        today = datetime.now(UTC).date().isoformat()
+        async with self.db() as db:
+            rows = (await db.execute(select(Case).where(
+                Case.centre.in_(s.centres), Case.state == "accepted_pending"))).scalars()
+            late = [self._summary(c) for c in rows
+                    if str((c.decision or {}).get("deadline", "9999")) < today]
+        return web.json_response({"overdue": late})
+
+    async def assign(self, request: web.Request) -> web.Response:
+        """Supervisors: hand a case to another clerk of the centre."""
+        s = request[SESSION]
+        if s.role is not Role.SUPERVISOR:
+            raise _error(403, "forbidden", "supervisors only")
+        try:
+            clerk = str((await request.json())["clerk"])
+        except (ValueError, KeyError, TypeError):
+            raise _error(400, "invalid", "name the clerk") from None
+        async with self.db() as db:
+            case = self._may_see(s, await db.get(Case, request.match_info["case_id"]))
+            target = (await db.execute(select(User).where(User.username == clerk))
+                      ).scalar_one_or_none()
+            if target is None or target.disabled or case.centre not in target.centres:
+                raise _error(400, "invalid", "no such clerk at this case's centre")
+            case.assigned_to = clerk
+            await audit.record(db, s.username, "assign", case.id, detail=clerk)
             await db.commit()
             return web.json_response(self._summary(case))
 

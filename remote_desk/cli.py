@@ -180,6 +180,14 @@ def serve(config_path: Path | None) -> None:
             await app.hub.start()
 
         app.app.on_startup.append(connect_hub)
-    click.echo(f"tongban desk on http://{config.host}:{config.port} "
+    ssl_context = None
+    if config.tls_cert and config.tls_key:
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(config.tls_cert, config.tls_key)
+    scheme = "https" if ssl_context else "http"
+    click.echo(f"tongban desk on {scheme}://{config.host}:{config.port} "
                f"(centres: {', '.join(config.centres) or 'none'})", err=True)
-    web.run_app(app.app, host=config.host, port=config.port, print=None, access_log=None)
+    web.run_app(app.app, host=config.host, port=config.port, print=None, access_log=None,
+                ssl_context=ssl_context)

@@ -27,6 +27,8 @@ class DeskConfig(BaseModel):
     matters: dict[str, list[str]] = Field(default_factory=dict,
                                           description="per centre, the matters its clerks take")
     behind_tls: bool = Field(False, description="cookies are Secure (TLS here or at a proxy)")
+    tls_cert: Path | None = Field(None, description="serve HTTPS with this certificate chain")
+    tls_key: Path | None = Field(None, description="... and this private key")
     session_idle_minutes: float = Field(15, gt=0, le=480)
     login_attempts: int = Field(5, ge=1, le=50, description="failed logins per window")
     login_window_seconds: int = Field(300, ge=10, le=86400)

@@ -44,6 +44,8 @@ class Case(Base):
     identity_blob: Mapped[str | None] = mapped_column(String(64))
     """SHA-256 of the encrypted identity record (card fields, verification), never plaintext."""
     decision: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    assigned_to: Mapped[str | None] = mapped_column(String(64))
+    """The clerk handling the case (the one who decided, or whom a supervisor assigned)."""
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -137,9 +137,39 @@ function endCall(reason) {
   $("quality").textContent = `通话已结束（${reason}）`;
 }
 
+function row(table, label, value) {
+  const tr = table.insertRow(); tr.insertCell().textContent = label; tr.insertCell().textContent = value ?? "—";
+}
+
+async function showIdentity(caseId, files) {
+  const box = $("identity"); box.innerHTML = "";
+  const file = files.find((f) => f.name === "identity.json");
+  if (!file) { box.textContent = "无身份核验记录"; return; }
+  const r = await fetch(`/api/cases/${encodeURIComponent(caseId)}/files/identity.json`, { credentials: "same-origin" });
+  const id = await r.json();
+  const card = id.card || {}, v = id.verification || {};
+  const table = document.createElement("table"); table.id = "identity-table";
+  row(table, "证件类型", card.card_type); row(table, "姓名", card.name); row(table, "证件号码", card.id_number);
+  row(table, "号码校验", card.id_number_valid === undefined ? undefined : (card.id_number_valid ? "通过" : "未通过"));
+  row(table, "有效期", card.valid_from ? `${card.valid_from} 至 ${card.valid_long_term ? "长期" : card.valid_to}` : undefined);
+  row(table, "人证比对", v.decision ? `${v.decision}（距离 ${v.distance ?? "—"}，阈值 ${v.threshold ?? "—"}）` : id.decision);
+  row(table, "活体检测", v.liveness ? `${v.liveness.passed ? "通过" : "未通过"}${v.liveness.simulated ? "（模拟）" : ""}` : undefined);
+  for (const step of v.liveness?.steps || []) row(table, `　${step.step}`, `${step.passed ? "完成" : "未完成"}（${step.started_at}–${step.ended_at ?? "—"} 秒）`);
+  if (id.agent) row(table, "代办", (id.represented || []).join("、"));
+  box.appendChild(table);
+  for (const name of ["card_photo.jpg", "live_still.jpg"]) {
+    if (!files.some((f) => f.name === name)) continue;
+    const img = document.createElement("img"); img.alt = name === "card_photo.jpg" ? "证件照" : "现场照";
+    const blob = await (await fetch(`/api/cases/${encodeURIComponent(caseId)}/files/${name}`, { credentials: "same-origin" })).blob();
+    img.src = URL.createObjectURL(blob); box.appendChild(img);
+  }
+}
+
 async function loadCase(caseId) {
   let c;
   try { c = await api(`/api/cases/${encodeURIComponent(caseId)}`); } catch (e) { $("materials").textContent = "材料尚未上传"; setTimeout(() => loadCase(caseId), 2000); return; }
+  showIdentity(caseId, c.files);
+  $("signature").textContent = c.signature?.verified ? `材料包签名已验证（终端 ${c.signature.kiosk_id}，清单 SHA-256 ${c.signature.manifest_sha256.slice(0, 16)}…）` : "材料包签名未验证";
   const list = $("materials"); list.innerHTML = "";
   $("rescan-material").innerHTML = "";
   for (const f of c.files) {
@@ -171,6 +201,8 @@ async function decide(event) {
     const d = c.decision;
     $("decision-result").textContent = `${d.kind_zh}：受理编号 ${c.case_number || "—"}${d.deadline ? `，补交期限 ${d.deadline}` : ""}`;
     $("decision-result").dataset.caseNumber = c.case_number || "";
+    // the receipt goes back to the kiosk, which prints it and shows it as a QR code
+    if (state.call) send("call.command", { call_id: state.call.call_id, name: "receipt", args: { case_number: c.case_number || "", kind: d.kind, text: d.receipt } });
   } catch (e) { $("decision-result").textContent = `未能提交：${e.message}`; }
 }
 

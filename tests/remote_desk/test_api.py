@@ -243,3 +243,46 @@ def test_working_days_follow_the_chinese_calendar() -> None:
     # National Day: October 1-7 off, Saturday October 10 a make-up working day
     assert add_working_days(date(2026, 9, 30), 3) == date(2026, 10, 10)
     assert add_working_days(date(2026, 9, 30), 10) == date(2026, 10, 20)
+
+
+async def test_supervisor_overdue_list_and_reassignment(desk: Desk) -> None:
+    async with desk.app.db() as db:
+        await add_user(db, "chief", "科长", PASSWORD, Role.SUPERVISOR, ["yongjia"])
+        await db.commit()
+    await _upload(desk, _package(desk.kiosk_key))
+    clerk, me = await _login(desk, "clerk-yj")
+    async with clerk.post(f"{desk.url}/api/cases/case-0001/decision",
+                          headers={"X-CSRF-Token": me["csrf"]},
+                          json={"kind": "accept_pending", "missing": ["参保证明"],
+                                "commitment": "补交", "working_days": 1}) as r:
+        decided = await r.json()
+        assert "请于" in decided["decision"]["receipt"] and "受理编号" in \
+            decided["decision"]["receipt"]
+    async with desk.app.db() as db:  # time passes: the deadline is behind us
+        from remote_desk.models import Case
+
+        case = await db.get(Case, "case-0001")
+        assert case is not None and case.decision is not None
+        case.decision = {**case.decision, "deadline": "2026-01-05"}
+        await db.commit()
+    chief, chief_me = await _login(desk, "chief")
+    async with chief.get(f"{desk.url}/api/overdue") as r:
+        assert [c["id"] for c in (await r.json())["overdue"]] == ["case-0001"]
+    async with clerk.get(f"{desk.url}/api/overdue") as r:
+        assert r.status == 403
+    async with chief.post(f"{desk.url}/api/cases/case-0001/assign",
+                          headers={"X-CSRF-Token": chief_me["csrf"]},
+                          json={"clerk": "clerk-wj"}) as r:
+        assert r.status == 400  # not a clerk of this centre
+    async with chief.post(f"{desk.url}/api/cases/case-0001/assign",
+                          headers={"X-CSRF-Token": chief_me["csrf"]},
+                          json={"clerk": "clerk-yj"}) as r:
+        assert (await r.json())["assigned_to"] == "clerk-yj"
+    auditor, _ = await _login(desk, "auditor")
+    async with auditor.get(f"{desk.url}/api/audit?limit=50") as r:
+        actions = [e["action"] for e in (await r.json())["entries"]]
+        assert {"intake", "decide", "assign", "login"} <= set(actions)
+    async with clerk.get(f"{desk.url}/api/audit") as r:
+        assert r.status == 403
+    for s in (clerk, chief, auditor):
+        await s.close()

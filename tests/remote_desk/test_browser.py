@@ -188,7 +188,12 @@ async def _upload_case(base: str, key: Any) -> None:
     import aiohttp
 
     page = _page_jpeg()
-    identity = json.dumps({"decision": "match", "simulated": True}).encode()
+    identity = json.dumps({
+        "card": {"card_type": "resident", "name": "沈德顺", "id_number": "32050919490312001X",
+                 "id_number_valid": True, "valid_from": "2016-05-20", "valid_long_term": True},
+        "verification": {"decision": "match", "distance": 0.31, "threshold": 0.47,
+                         "liveness": {"passed": True, "simulated": True}},
+        "simulated": True}, ensure_ascii=False).encode()
     manifest = Manifest(case_id="case-0001", kiosk_id="k1", centre="c1", matter="m1",
                         created_at=datetime.now(UTC), simulated=True,
                         files=[describe_file("proxy-letter-1.jpg", page, "image/jpeg",
@@ -259,6 +264,11 @@ async def test_clerk_takes_a_call_and_decides_in_chromium(stack: dict[str, Any])
             "() => { const a = document.getElementById('citizen-audio');"
             " return !!a && a.srcObject.getAudioTracks().length > 0; }")
         assert has_audio
+        await page.wait_for_selector("#identity-table", timeout=10_000)
+        identity_text = await page.text_content("#identity")
+        assert identity_text is not None
+        assert "距离 0.31" in identity_text and "（模拟）" in identity_text
+        assert "签名已验证" in (await page.text_content("#signature") or "")
         await page.click("button.open-file >> nth=0")
         await page.wait_for_function(
             "document.getElementById('page').naturalWidth >= 990", timeout=10_000)
@@ -272,6 +282,8 @@ async def test_clerk_takes_a_call_and_decides_in_chromium(stack: dict[str, Any])
             "document.getElementById('decision-result').textContent.includes('容缺受理')",
             timeout=10_000)
         result = await page.text_content("#decision-result")
+        receipt = await kiosk.next("call.command", timeout=10)
+        assert receipt["name"] == "receipt" and "容缺受理" in receipt["args"]["text"]
         await page.screenshot(path=str(ARTIFACTS / "desk-decision.png"))
         await browser.close()
     await peer.pc.close()

@@ -52,3 +52,57 @@ def test_upgrade_add_users_and_verify_the_audit_chain(tmp_path: Path) -> None:
     broken = run("audit", "verify", config=config)
     assert broken.returncode == 51
     assert broken.stderr.strip() == "error: audit chain broken at entry 2: this entry was edited"
+
+
+def test_serve_speaks_https_with_the_configured_certificate(tmp_path: Path) -> None:
+    import datetime as dt
+    import socket
+    import ssl
+    import time
+    import urllib.request
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
+                __import__("ipaddress").ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "desk.toml"
+    config.write_text(f'[desk]\ndatabase = "sqlite:///{tmp_path / "d.db"}"\nport = {port}\n'
+                      f'tls_cert = "{tmp_path / "cert.pem"}"\ntls_key = "{tmp_path / "key.pem"}"\n'
+                      f'files_dir = "{tmp_path / "files"}"\n')
+    assert run("db", "upgrade", config=config).returncode == 0
+    proc = subprocess.Popen([*TONGBAN, "serve", "--config", str(config)],
+                            env={**os.environ, "TONGBAN_DESK_FILES_KEY": "A" * 43 + "="},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz",
+                                            context=context, timeout=2) as r:
+                    assert json.loads(r.read()) == {"ok": True}
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(10)
