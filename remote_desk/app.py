@@ -42,6 +42,8 @@ from signaling.protocol import MAX_EVENT_BYTES
 log = structlog.get_logger("remote_desk")
 COOKIE = "tb_session"
 STATIC = Path(__file__).parent / "static"
+USER_RECHECK_SECONDS = 30.0
+"""How often a session's account is re-read (a disabled account is logged out)."""
 KIOSK_HEADER = "X-Tongban-Kiosk"
 
 
@@ -53,6 +55,7 @@ class Session:
     centres: list[str]
     csrf: str
     last_seen: float = field(default_factory=time.monotonic)
+    checked_at: float = field(default_factory=time.monotonic)
 
 
 SESSION = web.RequestKey("session", Session)
@@ -204,6 +207,13 @@ class DeskApp:
             if request.method not in ("GET", "HEAD") and not secrets.compare_digest(
                     request.headers.get("X-CSRF-Token", ""), session.csrf):
                 raise _error(403, "csrf", "missing or wrong CSRF token")
+            if time.monotonic() - session.checked_at > USER_RECHECK_SECONDS:
+                async with self.db() as db:  # a disabled account loses its sessions
+                    user = await db.get(User, session.user_id)
+                if user is None or user.disabled:
+                    self.sessions.pop(token, None)
+                    raise _error(401, "login_required", "this account is disabled")
+                session.checked_at = time.monotonic()
             session.last_seen = time.monotonic()
             request[SESSION] = session
         response: web.StreamResponse = await handler(request)

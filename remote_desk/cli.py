@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from remote_desk.config import DeskConfig, load_desk_config
 from tongban.output import emit
@@ -17,12 +20,35 @@ config_option = click.option("--config", "config_path",
                              help="TOML file with a [desk] section.")
 
 
+T = TypeVar("T")
+
+
 class AuditBroken(Exception):
     exit_code = 51
 
 
 def _config(config_path: Path | None) -> DeskConfig:
     return load_desk_config(config_path)
+
+
+def _in_session(config: DeskConfig, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one database session (committed), mapping bad input to a usage error."""
+    from remote_desk.db import make_engine, sessions
+
+    async def run() -> T:
+        engine = make_engine(config.database)
+        try:
+            async with sessions(engine)() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.group()
@@ -71,27 +97,12 @@ def user() -> None:
 def user_add(config_path: Path | None, username: str, display_name: str, role: str,
              centres: tuple[str, ...]) -> None:
     """Add an account; the password is read from stdin (never from the command line)."""
-    from remote_desk.db import make_engine, sessions
     from remote_desk.users import Role, add_user
 
     password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else \
         click.prompt("password", hide_input=True, confirmation_prompt=True)
-    config = _config(config_path)
-
-    async def run() -> None:
-        engine = make_engine(config.database)
-        try:
-            async with sessions(engine)() as session:
-                await add_user(session, username, display_name, password, Role(role),
-                               list(centres))
-                await session.commit()
-        finally:
-            await engine.dispose()
-
-    try:
-        asyncio.run(run())
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    _in_session(_config(config_path), lambda session: add_user(
+        session, username, display_name, password, Role(role), list(centres)))
     click.echo(f"added {role} {username} ({', '.join(centres)})")
 
 
@@ -100,25 +111,12 @@ def user_add(config_path: Path | None, username: str, display_name: str, role: s
 @click.option("--username", required=True)
 @click.option("--enable", is_flag=True, help="Enable the account again instead.")
 def user_disable(config_path: Path | None, username: str, enable: bool) -> None:
-    """Disable (or with --enable, re-enable) an account; its sessions end at the next request."""
-    from remote_desk.db import make_engine, sessions
+    """Disable (or with --enable, re-enable) an account; a running desk ends its sessions
+    within 30 seconds."""
     from remote_desk.users import set_disabled
 
-    config = _config(config_path)
-
-    async def run() -> None:
-        engine = make_engine(config.database)
-        try:
-            async with sessions(engine)() as session:
-                await set_disabled(session, username, not enable)
-                await session.commit()
-        finally:
-            await engine.dispose()
-
-    try:
-        asyncio.run(run())
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    _in_session(_config(config_path), lambda session: set_disabled(session, username,
+                                                                   not enable))
     click.echo(f"{'enabled' if enable else 'disabled'} {username}")
 
 
@@ -133,19 +131,8 @@ def audit_group() -> None:
 def audit_verify(config_path: Path | None, as_json: bool) -> None:
     """Walk the audit chain; exit 51 and name the first broken entry if it was tampered with."""
     from remote_desk import audit
-    from remote_desk.db import make_engine, sessions
 
-    config = _config(config_path)
-
-    async def run() -> audit.ChainCheck:
-        engine = make_engine(config.database)
-        try:
-            async with sessions(engine)() as session:
-                return await audit.verify(session)
-        finally:
-            await engine.dispose()
-
-    check = asyncio.run(run())
+    check = _in_session(_config(config_path), audit.verify)
     if as_json:
         emit({"ok": check.ok, "entries": check.entries, "broken_at": check.broken_at,
               "reason": check.reason}, as_json=True)

@@ -286,3 +286,21 @@ async def test_supervisor_overdue_list_and_reassignment(desk: Desk) -> None:
         assert r.status == 403
     for s in (clerk, chief, auditor):
         await s.close()
+
+
+async def test_disabling_an_account_ends_its_sessions(desk: Desk,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import remote_desk.app
+
+    monkeypatch.setattr(remote_desk.app, "USER_RECHECK_SECONDS", 0.0)
+    session, _ = await _login(desk, "clerk-yj")
+    async with session.get(f"{desk.url}/api/me") as r:
+        assert r.status == 200
+    from remote_desk.users import set_disabled
+
+    async with desk.app.db() as db:
+        await set_disabled(db, "clerk-yj")
+        await db.commit()
+    async with session.get(f"{desk.url}/api/me") as r:
+        assert r.status == 401 and (await r.json())["message"] == "this account is disabled"
+    await session.close()
