@@ -120,6 +120,8 @@ class Session:
                                "still_there": self.asking_still_there}
         if self.asking_still_there:
             out["prompt"] = STILL_THERE
+        if self.state is State.CHOOSE_MATTER:
+            out["centre"] = self.context.centre
         if self.state is State.CAPTURE and self.context.materials:
             material = self.context.materials[self.context.index]
             out.update(material=material.name, key=material.key, card=material.card,

@@ -1,0 +1,93 @@
+"""The kiosk's touch screen: a page on localhost for a full-screen browser, showing the
+session's current screen and sending the citizen's touches back as events."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from kiosk.session import PROMPTS, STILL_THERE, Action, Session, State, TransitionError
+
+STATIC = Path(__file__).parent / "static"
+TOUCH_EVENTS = frozenset({"touch", "choose_centre", "choose_matter", "back", "cancel", "skip",
+                          "retake", "still_here", "done", "finish"})
+"""What the screen may send; devices, the hub and the desk speak to the session directly."""
+
+
+class TouchScreen:
+    """Serves the page and the session's screen; only the citizen's own events come in."""
+
+    def __init__(self, session: Session, speech_dir: Path | None = None,
+                 on_actions: Callable[[list[Action]], Awaitable[None]] | None = None) -> None:
+        self.session = session
+        self.on_actions = on_actions
+        """The kiosk service's hook: carries out what a touch asks for (wipe, send, ...)."""
+        self.lock = asyncio.Lock()
+        self.speech_dir = speech_dir
+        self.app = web.Application()
+        self.app.router.add_get("/", self.index)
+        self.app.router.add_get("/api/screen", self.screen)
+        self.app.router.add_post("/api/event", self.event)
+        self.app.router.add_get("/api/catalogue", self.catalogue)
+        self.app.router.add_get("/api/speech/{state}.wav", self.speech)
+        self.app.router.add_static("/static", STATIC, show_index=False)
+
+    async def index(self, request: web.Request) -> web.FileResponse:
+        del request
+        return web.FileResponse(STATIC / "index.html")
+
+    def _screen(self) -> dict[str, Any]:
+        return self.session.screen()
+
+    async def screen(self, request: web.Request) -> web.Response:
+        del request
+        return web.json_response(self._screen())
+
+    async def catalogue(self, request: web.Request) -> web.Response:
+        del request
+        c = self.session.catalogue
+        return web.json_response({
+            "centres": [c.model_dump() for c in c.centres],
+            "matters": [{"code": m.code, "name": m.name, "centres": m.centres, "proxy": m.proxy}
+                        for m in c.matters]})
+
+    async def event(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            name, data = str(body["event"]), dict(body.get("data") or {})
+        except (ValueError, KeyError, TypeError):
+            raise web.HTTPBadRequest(text="event and data expected") from None
+        if name not in TOUCH_EVENTS:
+            raise web.HTTPForbidden(text="not a touch event")
+        async with self.lock:
+            try:
+                actions = self.session.handle(name, time.monotonic(), **data)
+            except (TransitionError, TypeError) as exc:
+                return web.json_response({"error": str(exc), **self._screen()}, status=409)
+            if actions and self.on_actions is not None:
+                await self.on_actions(actions)
+        return web.json_response(self._screen())
+
+    async def speech(self, request: web.Request) -> web.StreamResponse:
+        """The prompt of a screen, spoken (espeak-ng, offline), cached as WAV."""
+        state = request.match_info["state"]
+        text = STILL_THERE if state == "still_there" else PROMPTS.get(State(state)) \
+            if state in State._value2member_map_ else None
+        if text is None or self.speech_dir is None or shutil.which("espeak-ng") is None:
+            raise web.HTTPNotFound()
+        self.speech_dir.mkdir(parents=True, exist_ok=True)
+        path = self.speech_dir / f"{state}.wav"
+        if not path.exists():
+            proc = await asyncio.create_subprocess_exec(
+                "espeak-ng", "-v", "cmn", "-s", "140", "-w", str(path), text,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            await proc.wait()
+            if proc.returncode != 0 or not path.exists():
+                raise web.HTTPNotFound()
+        return web.FileResponse(path)
