@@ -3,11 +3,11 @@ materials (key or non-key, cards, proxy-only), read from a data file."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from tongban.config import load_data_file
 from tongban.errors import ConfigError
 
 DEFAULT_CATALOGUE = Path(__file__).parent / "data" / "catalogue.toml"
@@ -62,16 +62,7 @@ class Catalogue(BaseModel):
 
 def load_catalogue(path: Path | None = None) -> Catalogue:
     path = path or DEFAULT_CATALOGUE
-    try:
-        catalogue = Catalogue.model_validate(tomllib.loads(path.read_text("utf-8")))
-    except FileNotFoundError:
-        raise ConfigError(f"config error: catalogue not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config error: {path} is not valid TOML: {exc}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"config error in {path}: {where}: {first['msg']}") from None
+    catalogue = load_data_file(Catalogue, path)
     codes = {c.code for c in catalogue.centres}
     for matter in catalogue.matters:
         if not set(matter.centres) <= codes:

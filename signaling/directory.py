@@ -7,14 +7,14 @@ days (chinese-calendar), plus each centre's own closures.
 from __future__ import annotations
 
 import os
-import tomllib
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tongban.config import load_data_file
 from tongban.errors import ConfigError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -159,16 +159,7 @@ class Directory(BaseModel):
 def load_directory(path: Path | None = None) -> Directory:
     """Read and validate a directory file (the sample one by default)."""
     path = path or DEFAULT_DIRECTORY
-    try:
-        directory = Directory.model_validate(tomllib.loads(path.read_text("utf-8")))
-    except FileNotFoundError:
-        raise ConfigError(f"config error: directory file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config error: {path} is not valid TOML: {exc}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"config error in {path}: {key}: {first['msg']}") from None
+    directory = load_data_file(Directory, path)
     known = {m.code for m in directory.matters}
     for centre in directory.centres:
         unknown = set(centre.matters) - known

@@ -54,6 +54,34 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; any failure is a ``ConfigError`` naming the file."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config error: file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config error: cannot read {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config error: {path} is not valid TOML: {exc}") from None
+
+
+def validate(model: type[M], data: Mapping[str, Any], source: str) -> M:
+    """Validate ``data``; an error names the first bad key and where it came from."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"config error in {source}: {key}: {first['msg']}{more}") from None
+
+
+def load_data_file(model: type[M], path: Path) -> M:
+    """A data file (directory, catalogue): read and validated, without environment overrides."""
+    return validate(model, read_toml(path), str(path))
+
+
 def load_config(model: type[M], path: Path | None = None, *,
                 env: Mapping[str, str] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> M:
@@ -62,24 +90,11 @@ def load_config(model: type[M], path: Path | None = None, *,
     source = "defaults"
     if path is not None:
         source = str(path)
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config error: file not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config error: cannot read {path}: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config error: {path} is not valid TOML: {exc}") from None
+        data = read_toml(path)
     from_env = env_overrides(os.environ if env is None else env)
     if from_env:
         source += " with TONGBAN_* environment overrides"
     data = _merge(data, from_env)
     if overrides:
         data = _merge(data, overrides)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"config error in {source}: {key}: {first['msg']}{more}") from None
+    return validate(model, data, source)
