@@ -352,6 +352,11 @@ class Camera:
                                                             if self.last_error else ""))
             return self._latest
 
+    def peek(self) -> Frame | None:
+        """The newest frame without waiting (None before the first one)."""
+        with self._lock:
+            return self._latest
+
     def preview(self, frame: Frame) -> np.ndarray:
         """A frame at most the preview size (sources without modes are scaled down)."""
         h, w = frame.image.shape[:2]

@@ -64,6 +64,7 @@ PROMPTS: dict[State, str] = {
     State.HUB_UNREACHABLE: "网络中断，正在重新连接",
 }
 STILL_THERE = "您还在吗？请点击屏幕继续"
+FACE_FAILED = "没有核验通过，请再试一次"
 
 # seconds of inactivity before "are you still there?"; None: no inactivity timeout there
 IDLE_TIMEOUTS: dict[State, float | None] = {
@@ -125,7 +126,8 @@ class Session:
         if self.state is State.CAPTURE and self.context.materials:
             material = self.context.materials[self.context.index]
             out.update(material=material.name, key=material.key, card=material.card,
-                       step=self.context.index + 1, steps=len(self.context.materials))
+                       step=self.context.index + 1, steps=len(self.context.materials),
+                       captured=self.context.captured.get(material.code, 0))
         if self.state is State.WAITING and self.context.ticket:
             out.update(position=self.context.ticket.get("position"),
                        expected_wait_s=self.context.ticket.get("expected_wait_s"))

@@ -24,18 +24,25 @@ class TouchScreen:
     """Serves the page and the session's screen; only the citizen's own events come in."""
 
     def __init__(self, session: Session, speech_dir: Path | None = None,
-                 on_actions: Callable[[list[Action]], Awaitable[None]] | None = None) -> None:
+                 on_actions: Callable[[list[Action]], Awaitable[None]] | None = None,
+                 lock: asyncio.Lock | None = None) -> None:
         self.session = session
         self.on_actions = on_actions
         """The kiosk service's hook: carries out what a touch asks for (wipe, send, ...)."""
-        self.lock = asyncio.Lock()
+        self.lock = lock or asyncio.Lock()
         self.speech_dir = speech_dir
-        self.app = web.Application()
+        self.extras: dict[str, Any] = {}
+        """What the service adds to the screen (liveness prompt, capture hint, call state)."""
+        self.videos: dict[str, Callable[[], bytes | None]] = {}
+        """Live pictures by name (face, document, clerk): the newest JPEG of each."""
+        self.app = web.Application(client_max_size=64 * 1024)
         self.app.router.add_get("/", self.index)
         self.app.router.add_get("/api/screen", self.screen)
         self.app.router.add_post("/api/event", self.event)
         self.app.router.add_get("/api/catalogue", self.catalogue)
         self.app.router.add_get("/api/speech/{state}.wav", self.speech)
+        self.app.router.add_get("/api/video/{name}.mjpg", self.video)
+        self.app.router.add_get("/api/receipt.svg", self.receipt_qr)
         self.app.router.add_static("/static", STATIC, show_index=False)
 
     async def index(self, request: web.Request) -> web.FileResponse:
@@ -43,7 +50,48 @@ class TouchScreen:
         return web.FileResponse(STATIC / "index.html")
 
     def _screen(self) -> dict[str, Any]:
-        return self.session.screen()
+        return {**self.session.screen(), **self.extras,
+                "videos": sorted(n for n, f in self.videos.items() if f() is not None)}
+
+    async def video(self, request: web.Request) -> web.StreamResponse:
+        """An MJPEG stream of one live picture (while the page shows it)."""
+        source = self.videos.get(request.match_info["name"])
+        if source is None:
+            raise web.HTTPNotFound()
+        boundary = "tongbanframe"
+        response = web.StreamResponse(headers={
+            "Content-Type": f"multipart/x-mixed-replace; boundary={boundary}",
+            "Cache-Control": "no-store"})
+        await response.prepare(request)
+        last: bytes | None = None
+        try:
+            while True:
+                jpeg = source()
+                if jpeg is not None and jpeg is not last:
+                    last = jpeg
+                    await response.write(
+                        f"--{boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                        f"{len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+                await asyncio.sleep(0.1)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
+
+    async def receipt_qr(self, request: web.Request) -> web.Response:
+        """The receipt's QR code (case number and kind) for the citizen's phone."""
+        del request
+        receipt = self.session.context.receipt
+        if not receipt or not receipt.get("case_number"):
+            raise web.HTTPNotFound()
+        import io
+
+        import segno
+
+        text = f"TONGBAN:{receipt['case_number']}:{receipt.get('kind', '')}"
+        out = io.BytesIO()
+        segno.make(text, error="m").save(out, kind="svg", scale=10, border=2)
+        return web.Response(body=out.getvalue(), content_type="image/svg+xml",
+                            headers={"Cache-Control": "no-store"})
 
     async def screen(self, request: web.Request) -> web.Response:
         del request

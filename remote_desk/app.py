@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import selectinload
 
 from remote_desk import audit
 from remote_desk.blobs import BlobError, BlobStore
@@ -33,7 +34,7 @@ from remote_desk.config import DeskConfig
 from remote_desk.db import make_engine, sessions
 from remote_desk.hublink import ClerkLink, HubLink
 from remote_desk.models import AuditEntry, Case, CaseFile, User
-from remote_desk.package import PackageError, verify
+from remote_desk.package import Manifest, PackageError, verify
 from remote_desk.users import Role, authenticate
 from remote_desk.workdays import add_working_days
 from signaling.auth import CredentialStore
@@ -466,6 +467,8 @@ class DeskApp:
         if manifest.centre not in self.config.centres:
             raise _error(403, "wrong_centre", "this desk does not serve that centre")
         digest = hashlib.sha256(manifest.canonical()).hexdigest()
+        if manifest.supplement:
+            return await self._supplement(manifest, files, kiosk_id)
         async with self.db() as db:
             existing = await db.get(Case, manifest.case_id)
             if existing is not None:
@@ -487,6 +490,40 @@ class DeskApp:
             except IntegrityError:  # a retry racing its twin: the first one won
                 return web.json_response({"case_id": manifest.case_id, "status": "already"})
         log.info("desk.case_received", case=manifest.case_id, files=len(manifest.files))
+        return web.json_response({"case_id": manifest.case_id, "status": "stored"}, status=201)
+
+    async def _supplement(self, manifest: Manifest, files: dict[str, bytes],
+                          kiosk_id: str) -> web.Response:
+        """Pages added to a case during the call (a re-scan, a full-resolution capture).
+
+        Idempotent by file: a file already held with the same hash is not stored twice; one
+        with the same name and other bytes is a conflict. Only the kiosk that sent the case
+        may add to it, and not after the decision.
+        """
+        async with self.db() as db:
+            case = await db.get(Case, manifest.case_id, options=[selectinload(Case.files)])
+            if case is None or case.kiosk_id != kiosk_id or case.centre != manifest.centre:
+                raise _error(404, "not_found", "no such case from this kiosk")
+            held = {f.name: f.sha256 for f in case.files}
+            new = [f for f in manifest.files if f.name not in held]
+            if any(held.get(f.name, f.sha256) != f.sha256 for f in manifest.files):
+                raise _error(409, "conflict", "a file of that name already holds other bytes")
+            if not new:
+                return web.json_response({"case_id": case.id, "status": "already"})
+            if case.decision is not None:
+                raise _error(409, "decided", "the case is decided; nothing can be added")
+            for entry in new:
+                self.blobs.put(files[entry.name])
+                case.files.append(CaseFile(name=entry.name, material=entry.material,
+                                           content_type=entry.content_type, size=entry.size,
+                                           sha256=entry.sha256))
+            await audit.record(db, f"kiosk:{kiosk_id}", "intake", case.id,
+                               detail=f"supplement {manifest.supplement}: {len(new)} files")
+            try:
+                await db.commit()
+            except IntegrityError:
+                return web.json_response({"case_id": case.id, "status": "already"})
+        log.info("desk.case_supplemented", case=manifest.case_id, files=len(new))
         return web.json_response({"case_id": manifest.case_id, "status": "stored"}, status=201)
 
 

@@ -58,6 +58,8 @@ class Manifest(BaseModel):
     created_at: datetime
     files: list[ManifestFile] = Field(min_length=1, max_length=MAX_FILES)
     simulated: bool = False
+    supplement: int = Field(0, ge=0, le=99, description="0: the case; n: the n-th addition "
+                                                          "(a re-scan or full-resolution page)")
 
     def canonical(self) -> bytes:
         """The exact bytes that are signed: sorted keys, no spaces, UTF-8."""

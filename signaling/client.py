@@ -4,6 +4,7 @@ attempt, keeps the resume token from the last welcome, and queues what the hub s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
@@ -17,13 +18,17 @@ class HubClient:
     """One authenticated connection to the hub (reconnects and resumes by itself)."""
 
     def __init__(self, url: str, client_id: str, kind: p.ClientKind, key: Ed25519PrivateKey,
-                 *, reconnection: bool = True, token_ttl: int = 60) -> None:
+                 *, reconnection: bool = True, token_ttl: int = 60,
+                 keep_queues: bool = True) -> None:
         self.url = url
         self.client_id = client_id
         self.kind = kind
         self.key = key
         self.token_ttl = token_ttl
         self.resume_token: str | None = None
+        self.keep_queues = keep_queues
+        """Queue every event for ``next``/``drain`` (a long-lived client with a listener
+        turns this off, so nothing piles up; the welcome is always queued)."""
         self.sio = socketio.AsyncClient(reconnection=reconnection, reconnection_delay=0.2,
                                         reconnection_delay_max=1.0, logger=False,
                                         engineio_logger=False)
@@ -32,6 +37,10 @@ class HubClient:
         """The latest payload of each event received."""
         self.sio.on("*", self._receive)
         self.sio.on("connect_error", self._refused)
+        self.sio.on("disconnect", self._disconnected)
+        self.listener: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+        """Called with every event received, and with ``hub.disconnected`` (local) when the
+        connection drops; queues are kept as well."""
         self.welcomed = asyncio.Event()
         self.refusal: dict[str, Any] | None = None
         """Why the hub refused the last connection attempt ({code, message})."""
@@ -41,6 +50,15 @@ class HubClient:
             data = data.get("data", data)
         self.refusal = data if isinstance(data, dict) else {"code": "refused",
                                                             "message": str(data)}
+
+    async def _disconnected(self, reason: Any = None) -> None:
+        self.welcomed.clear()
+        if self.listener is not None:
+            await self.listener("hub.disconnected", {"reason": str(reason)})
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.sio.connected) and self.welcomed.is_set()
 
     def _auth(self) -> dict[str, Any]:
         auth: dict[str, Any] = {"token": make_token(self.key, self.client_id, self.kind,
@@ -55,7 +73,10 @@ class HubClient:
             self.welcomed.set()
         payload = data if isinstance(data, dict) else {"data": data}
         self.last[event] = payload
-        self.queue(event).put_nowait(payload)
+        if self.keep_queues or event == "hub.welcome":
+            self.queue(event).put_nowait(payload)
+        if self.listener is not None:
+            await self.listener(event, payload)
 
     def queue(self, event: str) -> asyncio.Queue[dict[str, Any]]:
         return self._queues.setdefault(event, asyncio.Queue())

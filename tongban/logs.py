@@ -61,6 +61,29 @@ def configure(level: str = "warning", *, json: bool = False, stream: IO[str] | N
     )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
+    handler.setLevel(level.upper())
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
+    global _shared  # noqa: PLW0603 - the processors a file handler added later reuses
+    _shared = shared
+
+
+_shared: list[Any] = []
+
+
+def add_file(path: Any, level: str = "info") -> logging.Handler:
+    """Also write JSON lines at ``level`` to ``path`` (the demo keeps every log it wrote)."""
+    if not _shared:
+        configure()
+    formatter = structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.JSONRenderer(ensure_ascii=False)],
+        foreign_pre_chain=_shared)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(formatter)
+    handler.setLevel(level.upper())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(min(root.level, handler.level))
+    return handler

@@ -55,9 +55,31 @@ function render(screen) {
     case "device_fault": detail.textContent = "请联系现场工作人员"; break;
     case "hub_unreachable": detail.textContent = "请稍候，不需要重新办理"; break;
   }
+  if (screen.hint && !screen.still_there) { const h = document.createElement("div"); h.className = "hint"; h.id = "hint"; h.textContent = screen.hint; detail.prepend(h); }
+  if (screen.gate && screen.state === "capture") { const g = document.createElement("div"); g.className = "hint"; g.textContent = screen.gate; detail.appendChild(g); }
+  if (screen.call_note && screen.state === "in_call") { const n = document.createElement("div"); n.className = "hint"; n.textContent = screen.call_note; detail.appendChild(n); }
+  if (screen.state === "capture" && screen.captured) { const c = document.createElement("div"); c.textContent = `已拍 ${screen.captured} 页`; detail.appendChild(c); }
+  if (screen.simulated) { const b = document.createElement("div"); b.className = "simulated"; b.textContent = "演示：设备均为模拟"; detail.appendChild(b); }
+  if (screen.state === "read_card" && screen.simulated) actions.appendChild(button("演示：放入示例身份证", () => fetch("/api/sim/card", { method: "POST" }), "secondary"));
+  showVideos(screen);
+  if (screen.state === "result" && (screen.receipt || {}).case_number) {
+    const img = document.createElement("img"); img.id = "qr"; img.alt = "受理编号二维码"; img.src = `/api/receipt.svg?n=${encodeURIComponent(screen.receipt.case_number)}`; detail.appendChild(img);
+    if (screen.receipt.text) { const t = document.createElement("pre"); t.className = "receipt"; t.textContent = screen.receipt.text; detail.appendChild(t); }
+  }
   $("back").hidden = ["idle", "waiting", "in_call", "result", "request"].includes(screen.state);
   $("cancel").hidden = screen.state === "idle";
   speak(screen);
+}
+
+// live pictures: the face camera while verifying, the document camera while capturing, and in
+// the call the clerk large with the document camera small
+const WANTED = { verify_face: ["face"], capture: ["document"], in_call: ["clerk", "document"] };
+function showVideos(screen) {
+  const box = $("videos");
+  const names = (WANTED[screen.state] || []).filter((n) => (screen.videos || []).includes(n));
+  if (box.dataset.names === names.join(",")) return;
+  box.dataset.names = names.join(","); box.innerHTML = "";
+  for (const n of names) { const img = document.createElement("img"); img.id = `video-${n}`; img.className = n === "clerk" ? "large" : "small"; img.alt = n === "clerk" ? "工作人员" : (n === "face" ? "您的画面" : "高拍仪画面"); img.src = `/api/video/${n}.mjpg`; box.appendChild(img); }
 }
 
 async function refresh() {

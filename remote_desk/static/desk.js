@@ -211,8 +211,15 @@ $("decision-form").addEventListener("submit", decide);
 $("available").addEventListener("change", (e) => setAvailable(e.target.checked));
 $("logout").addEventListener("click", async () => { await api("/api/logout", { method: "POST" }); location.reload(); });
 $("mute").addEventListener("click", () => { for (const t of state.local?.getAudioTracks() || []) t.enabled = !t.enabled; $("mute").textContent = $("mute").textContent === "静音" ? "取消静音" : "静音"; });
-$("capture").addEventListener("click", () => send("call.command", { call_id: state.call.call_id, name: "capture_full", args: {} }));
-$("rescan").addEventListener("click", () => send("call.command", { call_id: state.call.call_id, name: "rescan", args: { material: $("rescan-material").value } }));
+// the kiosk captures and uploads the new page as a supplement: the list refreshes until it is in
+function watchForNewPages() {
+  const before = $("materials").children.length;
+  let tries = 0;
+  const tick = async () => { await loadCase(state.call.case_id); if ($("materials").children.length === before && ++tries < 20) setTimeout(tick, 1500); };
+  setTimeout(tick, 1500);
+}
+$("capture").addEventListener("click", () => { send("call.command", { call_id: state.call.call_id, name: "capture_full", args: {} }); watchForNewPages(); });
+$("rescan").addEventListener("click", () => { send("call.command", { call_id: state.call.call_id, name: "rescan", args: { material: $("rescan-material").value } }); watchForNewPages(); });
 $("hangup").addEventListener("click", () => { send("call.end", { call_id: state.call.call_id, reason: "hangup" }); endCall("hangup"); });
 $("zoom-in").addEventListener("click", () => { state.zoom *= 1.25; applyView(); });
 $("zoom-out").addEventListener("click", () => { state.zoom /= 1.25; applyView(); });

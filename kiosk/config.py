@@ -1,0 +1,67 @@
+"""A kiosk's config file: ``[kiosk]`` (identity, hub, desks, screen, spool) beside the device
+sections ``[idcard]``, ``[scanner]`` and ``[face]`` that the device commands read too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from devices.idcard.reader import ReaderConfig
+from devices.scanner.pipeline import ScannerConfig
+from kiosk.identity.config import FaceConfig
+from tongban.config import load_config
+
+
+class KioskSection(BaseModel):
+    """``[kiosk]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kiosk_id: str = Field("kiosk-1", min_length=2, max_length=64,
+                          description="this kiosk's credential id at the hub and the desks")
+    key_file: Path = Field(Path("kiosk-key.pem"), description="this kiosk's Ed25519 private "
+                                                              "key (from `tongban signaling "
+                                                              "credentials create`)")
+    hub_url: str | None = Field(None, description="the regional hub, e.g. https://hub:8765")
+    desk_url: str | None = Field(None, description="the desk receiving packages (default)")
+    desks: dict[str, str] = Field(default_factory=dict,
+                                  description="per destination centre, its desk's URL")
+    ca_file: Path | None = Field(None, description="CA bundle for the hub and desks (HTTPS)")
+    stun: list[str] = Field(default_factory=list, description="stun:host:port (doctor checks)")
+    turn: list[str] = Field(default_factory=list, description="turn:host:port (doctor checks)")
+    screen_host: str = Field("127.0.0.1", description="the touch screen is served here only")
+    screen_port: int = Field(8700, ge=0, le=65535)
+    spool_dir: Path = Field(Path("spool"), description="encrypted packages awaiting delivery")
+    work_dir: Path = Field(Path("kiosk-work"), description="the session's files (wiped)")
+    catalogue: Path | None = Field(None, description="centres and matters (default: built in)")
+    microphone: str | None = Field(None, description="ffmpeg input for the microphone, e.g. "
+                                                     "'default' (ALSA); none: silence")
+    microphone_format: str = Field("alsa", description="ffmpeg input format (alsa, pulse)")
+    speaker: str | None = Field(None, description="ffmpeg output for the clerk's voice, e.g. "
+                                                  "'default' (ALSA); none: not played")
+    restart_after_s: float = Field(4.0, gt=0, le=60, description="a call whose media stays "
+                                                                 "broken this long is replaced")
+    simulated: bool = Field(False, description="devices are the simulators (demo only)")
+
+    @model_validator(mode="after")
+    def _no_public_screen(self) -> KioskSection:
+        if self.screen_host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("screen_host must be a loopback address (the screen is local)")
+        return self
+
+    def desk_for(self, centre: str) -> str | None:
+        return self.desks.get(centre) or self.desk_url
+
+
+class KioskConfig(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    kiosk: KioskSection = Field(default_factory=KioskSection)
+    idcard: ReaderConfig = Field(default_factory=ReaderConfig)
+    scanner: ScannerConfig = Field(default_factory=ScannerConfig)
+    face: FaceConfig = Field(default_factory=FaceConfig)
+
+
+def load_kiosk_config(path: Path | None) -> KioskConfig:
+    return load_config(KioskConfig, path)

@@ -1,0 +1,198 @@
+"""The call's media on the kiosk: outgoing tracks from the face camera, the document camera
+and the microphone, and incoming sinks for the clerk's video (shown on the touch screen) and
+voice (played, and metered).
+
+Tracks read the cameras' newest frame without waiting (the grabbers run on their own threads),
+so the event loop never blocks on a device; aiortc encodes on its own worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import structlog
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, VideoFrame
+
+from devices.camera import Camera
+
+log = structlog.get_logger("kiosk.media")
+
+VIDEO_CLOCK = 90_000
+AUDIO_RATE = 48_000
+AUDIO_PTIME = 0.020
+
+
+class CameraTrack(MediaStreamTrack):
+    """A video track from a kiosk camera, paced at ``fps``, scaled to at most ``size``."""
+
+    kind = "video"
+
+    def __init__(self, camera: Camera, *, fps: float, size: tuple[int, int],
+                 label: str) -> None:
+        super().__init__()
+        self.camera = camera
+        self.fps = fps
+        self.size = size
+        self.label = label
+        self._start: float | None = None
+        self._count = 0
+        self._blank = np.zeros((size[1], size[0], 3), np.uint8)
+
+    def _image(self) -> np.ndarray:
+        frame = self.camera.peek()
+        if frame is None:
+            return self._blank
+        image = frame.image
+        h, w = image.shape[:2]
+        tw, th = self.size
+        if w > tw or h > th:
+            scale = min(tw / w, th / h)
+            image = cv2.resize(image, (int(w * scale) // 2 * 2, int(h * scale) // 2 * 2),
+                               interpolation=cv2.INTER_AREA)
+        return image
+
+    async def recv(self) -> VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._count / self.fps
+        if due > now:
+            await asyncio.sleep(due - now)
+        pts = int(self._count / self.fps * VIDEO_CLOCK)
+        self._count += 1
+        frame = VideoFrame.from_ndarray(self._image(), format="bgr24")
+        frame.pts, frame.time_base = pts, fractions.Fraction(1, VIDEO_CLOCK)
+        return frame
+
+
+class SimulatedVoiceTrack(MediaStreamTrack):
+    """A SIMULATED citizen's voice: a soft two-tone chime, so that the clerk hears (and a test
+    measures) that audio arrives. Real kiosks use the microphone (``kiosk.microphone``)."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._start: float | None = None
+        self._sample = 0
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        samples = int(AUDIO_RATE * AUDIO_PTIME)
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._sample / AUDIO_RATE
+        if due > now:
+            await asyncio.sleep(due - now)
+        t = (np.arange(samples) + self._sample) / AUDIO_RATE
+        tone = 523.25 if int(t[0]) % 2 == 0 else 659.25
+        wave = (np.sin(2 * np.pi * tone * t) * 6000).astype(np.int16)
+        frame = AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
+        frame.pts, frame.sample_rate = self._sample, AUDIO_RATE
+        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        self._sample += samples
+        return frame
+
+
+class SilenceTrack(MediaStreamTrack):
+    """No microphone configured: silence keeps the audio line (the clerk sees it is muted)."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._voice = SimulatedVoiceTrack()
+
+    async def recv(self) -> AudioFrame:
+        frame = await self._voice.recv()
+        silent = AudioFrame.from_ndarray(np.zeros((1, frame.samples), np.int16), format="s16",
+                                         layout="mono")
+        silent.pts, silent.sample_rate, silent.time_base = (frame.pts, frame.sample_rate,
+                                                            frame.time_base)
+        return silent
+
+
+def microphone_track(device: str | None, fmt: str, *, simulated: bool) -> Any:
+    """The microphone (ffmpeg input), the simulated voice, or silence."""
+    if device:
+        from aiortc.contrib.media import MediaPlayer
+
+        player = MediaPlayer(device, format=fmt, options={"channels": "1"})
+        if player.audio is None:
+            raise RuntimeError(f"microphone {device} ({fmt}) gives no audio")
+        return player.audio
+    return SimulatedVoiceTrack() if simulated else SilenceTrack()
+
+
+class IncomingMedia:
+    """What the clerk sends: the newest video frame (for the touch screen) and audio levels."""
+
+    def __init__(self, speaker: str | None = None) -> None:
+        self.speaker = speaker
+        self.video_frames = 0
+        self.audio_frames = 0
+        self.audio_level = 0.0
+        """Largest mean absolute sample (int16 scale) received."""
+        self.last_media_at: float | None = None
+        self.first_video_at: float | None = None
+        self.latest_jpeg: bytes | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._recorder: Any = None
+
+    def attach(self, track: Any) -> None:
+        if track.kind == "audio" and self.speaker:
+            from aiortc.contrib.media import MediaRecorder, MediaRelay
+
+            relay = MediaRelay()
+            self._recorder = MediaRecorder(self.speaker, format="alsa")
+            self._recorder.addTrack(relay.subscribe(track))
+            self._tasks.append(asyncio.ensure_future(self._recorder.start()))
+            track = relay.subscribe(track)
+        self._tasks.append(asyncio.ensure_future(self._consume(track)))
+
+    async def _consume(self, track: Any) -> None:
+        jpeg_every = 0.1
+        last_jpeg = 0.0
+        with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                self.last_media_at = now
+                if track.kind == "video":
+                    self.video_frames += 1
+                    if self.first_video_at is None:
+                        self.first_video_at = now
+                    if now - last_jpeg >= jpeg_every:
+                        last_jpeg = now
+                        image = frame.to_ndarray(format="bgr24")
+                        self.latest_jpeg = await asyncio.to_thread(_jpeg, image)
+                else:
+                    self.audio_frames += 1
+                    samples = frame.to_ndarray().astype(np.float32)
+                    self.audio_level = max(self.audio_level, float(np.abs(samples).mean()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._recorder is not None:
+            with contextlib.suppress(Exception):
+                await self._recorder.stop()
+        self._tasks.clear()
+        self.latest_jpeg = None
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    return bytes(buf) if ok else b""

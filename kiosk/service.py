@@ -1,0 +1,765 @@
+"""The kiosk service: the citizen's session wired to the devices, person-ID verification, the
+hub, the call and the desk.
+
+The session (``kiosk.session``) decides; this service carries out what it returns: it starts
+the card watcher, the face check and the document capture on worker threads, joins the queue,
+runs the aiortc peer when a clerk accepts, builds and signs the case package, spools it
+encrypted and delivers it, performs the clerk's allowed commands, and wipes. Every session
+mutation happens under one lock, from touches, devices and the hub alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from devices.camera import Camera, CameraError
+from devices.facecam import FaceCamera, SimulatedFaceSource
+from devices.idcard.reader import IdCardReader
+from devices.idcard.watcher import (
+    CardInserted,
+    CardRemoved,
+    CardWatcher,
+    DeviceLost,
+    DeviceRestored,
+    ReaderFault,
+)
+from devices.scanner.camera import DocumentCamera
+from devices.scanner.material import compose_card_pair, encode_jpeg
+from devices.scanner.pipeline import CaptureTimeout, PageScanner
+from kiosk.call import CallPeer
+from kiosk.catalogue import Catalogue, Material
+from kiosk.config import KioskConfig
+from kiosk.media import CameraTrack, microphone_track
+from kiosk.package import CapturedFile, build_package, identity_document
+from kiosk.session import FACE_FAILED, Action, Session, State, TransitionError
+from kiosk.spool import DeliveryRefused, Spool, deliver
+from kiosk.web import TouchScreen
+from signaling import protocol as p
+from signaling.client import HubClient
+
+log = structlog.get_logger("kiosk.service")
+
+COMMANDS = frozenset({"rescan", "capture_full", "end", "receipt"})
+"""What a clerk may ask of the kiosk; anything else is refused and logged."""
+
+
+@dataclass
+class Devices:
+    """The kiosk's devices (real, or the simulators in the demo)."""
+
+    reader: IdCardReader
+    face: FaceCamera
+    document: DocumentCamera
+
+
+@dataclass
+class CallReport:
+    """What the last call measured (for the demo's report and the bench)."""
+
+    calls: int = 0
+    restarts: int = 0
+    video_frames: int = 0
+    audio_frames: int = 0
+    audio_level: float = 0.0
+    upload: str | None = None
+    files_sent: int = 0
+    refused_commands: list[str] = field(default_factory=list)
+    case_ids: list[str] = field(default_factory=list)
+
+
+class KioskService:
+    """One kiosk: run it with ``start()`` and ``stop()``."""
+
+    def __init__(self, config: KioskConfig, catalogue: Catalogue, key: Ed25519PrivateKey,
+                 devices: Devices, *, engine: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.kconf = config.kiosk
+        self.catalogue = catalogue
+        self.key = key
+        self.devices = devices
+        self.clock = clock
+        self.simulated = self.kconf.simulated or devices.face.simulated
+        self._engine = engine
+        self.lock = asyncio.Lock()
+        self.session = Session(catalogue, now=clock(), last_touch=clock())
+        self.screen = TouchScreen(self.session, self.kconf.work_dir / "speech",
+                                  on_actions=self._carry_out, lock=self.lock)
+        self.screen.videos.update(face=lambda: self._camera_jpeg("face"),
+                                  document=lambda: self._camera_jpeg("document"),
+                                  clerk=self._clerk_jpeg)
+        self.spool = Spool(self.kconf.spool_dir)
+        self.hub: HubClient | None = None
+        self.peer: CallPeer | None = None
+        self.report = CallReport()
+        self._files: list[CapturedFile] = []
+        self._card_photo: np.ndarray | None = None
+        self._case_id: str | None = None
+        self._ticket_id: str | None = None
+        self._uploaded: str | None = None
+        self._supplements = 0
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._cancel = threading.Event()
+        self._jpeg_cache: dict[str, tuple[int, bytes]] = {}
+        self.delivered: list[str] = []
+        self._runner: Any = None
+        self.screen_url: str | None = None
+        self._label_simulated()
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def start(self, *, serve_screen: bool = True) -> None:
+        from aiohttp import web
+
+        wiped = self.spool.wipe_all()
+        self._wipe_work_dir()
+        if wiped:
+            log.warning("kiosk.spool_wiped_at_start", packages=wiped)
+        await asyncio.to_thread(self.devices.face.start)
+        await asyncio.to_thread(self.devices.document.start)
+        if self.kconf.hub_url:
+            self.hub = HubClient(self.kconf.hub_url, self.kconf.kiosk_id, p.ClientKind.KIOSK,
+                                 self.key, keep_queues=False)
+            self.hub.listener = self._from_hub
+            try:
+                await self.hub.connect(timeout=10)
+            except Exception as exc:  # the kiosk still serves its screen; the session says
+                log.warning("kiosk.hub_unreachable_at_start", error=type(exc).__name__)
+                self._spawn(self._reconnect_hub())
+        if serve_screen:
+            self._runner = web.AppRunner(self.screen.app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.kconf.screen_host, self.kconf.screen_port)
+            await site.start()
+            port = self._runner.addresses[0][1]
+            self.screen_url = f"http://{self.kconf.screen_host}:{port}/"
+        self._spawn(self._ticker())
+
+    async def stop(self) -> None:
+        async with self.lock:
+            await self._wipe()
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(BaseException):
+                await task
+        if self.hub is not None:
+            with contextlib.suppress(Exception):
+                await self.hub.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await asyncio.to_thread(self.devices.face.stop)
+        await asyncio.to_thread(self.devices.document.stop)
+        with contextlib.suppress(Exception):
+            await self.devices.reader.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._done)
+        if name is not None:
+            old = self._tasks.get(name)
+            if old is not None and not old.done():
+                old.cancel()
+            self._tasks[name] = task
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("kiosk.task_failed", error=type(exc).__name__, detail=str(exc)[:200])
+
+    def _stop_task(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        if task is not None and not task.done():
+            task.cancel()
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from kiosk.identity.engine import default_engine
+
+            self._engine = default_engine()
+        return self._engine
+
+    # -- events into the session ---------------------------------------------------------
+
+    async def event(self, name: str, **data: Any) -> bool:
+        """Feed the session one event (from a device, the hub or the desk); False if the
+        current state does not take it."""
+        async with self.lock:
+            try:
+                actions = self.session.handle(name, self.clock(), **data)
+            except TransitionError as exc:
+                log.info("kiosk.event_ignored", name=name, state=self.session.state.value,
+                         why=str(exc))
+                return False
+            await self._carry_out(actions)
+            return True
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            async with self.lock:
+                actions = self.session.tick(self.clock())
+                await self._carry_out(actions)
+            if self.peer is not None and self.peer.broken():
+                await self._restart_call()
+
+    # -- actions --------------------------------------------------------------------------
+
+    async def _carry_out(self, actions: list[Action]) -> None:
+        """Called under the lock; long work goes to tasks."""
+        for action in actions:
+            log.info("kiosk.action", action=action.value, state=self.session.state.value)
+            if action is Action.WIPE:
+                await self._wipe()
+            elif action is Action.START_CARD_READER:
+                self._stop_task("face")
+                self._spawn(self._watch_card(), "card")
+            elif action is Action.START_FACE_CHECK:
+                self._spawn(self._check_face(), "face")
+            elif action is Action.START_CAPTURE:
+                self._stop_task("face")
+                self._stop_task("card")
+                self._spawn(self._capture_material(), "capture")
+            elif action is Action.SEND_TICKET:
+                self._stop_task("capture")
+                self._spawn(self._send_ticket(), "ticket")
+            elif action is Action.CANCEL_TICKET:
+                # the session has already forgotten the ticket when it wipes: ours is kept
+                self._spawn(self._cancel_ticket(self._ticket_id))
+            elif action is Action.START_CALL:
+                call = dict((self.session.context.ticket or {}).get("call") or {})
+                self._spawn(self._start_call(call), "call")
+            elif action is Action.UPLOAD_PACKAGE:
+                self._upload_case()
+            elif action is Action.END_CALL:
+                self._stop_task("call")
+                await self._close_peer()
+            elif action is Action.SHOW_RECEIPT:
+                self.screen.extras.pop("hint", None)
+
+    # -- the ID card ----------------------------------------------------------------------
+
+    async def _watch_card(self) -> None:
+        """Watch the reader while a card is wanted or being compared."""
+        self.screen.extras["hint"] = "身份证放好后请不要移动"
+        async for event in CardWatcher(self.devices.reader).events():
+            if isinstance(event, CardInserted) and self.session.state is State.READ_CARD:
+                read = event.read
+                photo = read.decoded_photo
+                self._card_photo = None if photo is None else photo.bgr
+                card = read.card.model_dump(mode="json")
+                card["photo"] = read.photo.model_dump(mode="json")
+                await self.event("card_read", card=card)
+            elif isinstance(event, CardRemoved):
+                await self.event("card_removed")
+            elif isinstance(event, DeviceLost):
+                await self.event("device_fault", device="idcard")
+                return
+            elif isinstance(event, ReaderFault):
+                self.screen.extras["hint"] = "读卡没有成功，请把身份证重新放一次"
+            elif isinstance(event, DeviceRestored):
+                self.screen.extras.pop("hint", None)
+            if self.session.state not in (State.READ_CARD, State.VERIFY_FACE):
+                return
+
+    # -- the face -------------------------------------------------------------------------
+
+    async def _check_face(self) -> None:
+        """Liveness challenge, then the comparison with the card photo (on a thread)."""
+        from kiosk.identity.record import build_record
+
+        if self._card_photo is None:
+            self.screen.extras["hint"] = "证件照片无法读取，请联系工作人员"
+            await self.event("face_result", decision="no_face", liveness=False)
+            return
+        self._cancel = cancel = threading.Event()
+        try:
+            result, liveness = await asyncio.to_thread(self._face_blocking, self._card_photo,
+                                                       cancel)
+        except CameraError:
+            await self.event("device_fault", device="face_camera")
+            return
+        finally:
+            cancel.set()
+        if result is None:
+            return
+        record = build_record(result, self._card_photo, self.engine.versions, liveness,
+                              simulated=self.simulated)
+        self._files = [f for f in self._files if f.material is not None]
+        for name, data in (("card_photo.jpg", record.card_photo_jpeg),
+                           ("live_still.jpg", record.best_live_still_jpeg)):
+            if data:
+                self._files.append(CapturedFile(name, data))
+        passed = bool(liveness and liveness.passed)
+        self.screen.extras["hint"] = ("核验通过" if passed and result.decision.value in
+                                      ("match", "review") else FACE_FAILED)
+        await self.event("face_result", decision=result.decision.value, liveness=passed,
+                         record=record.to_json())
+
+    def _face_blocking(self, card_photo: np.ndarray, cancel: threading.Event
+                       ) -> tuple[Any, Any]:
+        from kiosk.identity.liveness import LivenessChallenge
+        from kiosk.identity.verify import Verifier
+
+        face = self.config.face
+        camera = self.devices.face
+        sim = camera.source if isinstance(camera.source, SimulatedFaceSource) else None
+        challenge = LivenessChallenge(self.engine, face.liveness, simulated=camera.simulated)
+        status = challenge.status()
+        seq, started = 0, None
+        while not status.done:
+            if cancel.is_set():
+                return None, None
+            if sim is not None:
+                sim.step = status.step.value if status.step else None
+            frame = camera.latest(seq)
+            seq = frame.seq
+            started = frame.t if started is None else started
+            status = challenge.feed(frame.image, frame.t - started)
+            if status.prompt_zh:
+                self.screen.extras["hint"] = status.prompt_zh + (
+                    "（模拟人脸）" if camera.simulated else "")
+        if sim is not None:
+            sim.step = None
+        self.screen.extras["hint"] = "请正对摄像头，正在比对"
+        verifier = Verifier(self.engine, face)
+        card = verifier.prepare_card(card_photo)
+
+        def frames() -> Any:
+            nonlocal seq
+            for _ in range(face.frames):
+                frame = camera.latest(seq)
+                seq = frame.seq
+                yield frame.image, frame.t
+
+        result = verifier.verify(card, frames())
+        return result, status.result
+
+    # -- the materials ------------------------------------------------------------------
+
+    def _current_material(self) -> Material | None:
+        ctx = self.session.context
+        if self.session.state is not State.CAPTURE or not ctx.materials:
+            return None
+        return ctx.materials[ctx.index]
+
+    async def _capture_material(self) -> None:
+        """Capture pages of the current material until the citizen moves on."""
+        material = self._current_material()
+        if material is None:
+            return
+        self._cancel = cancel = threading.Event()
+        scanner = PageScanner(self.devices.document, self.config.scanner)
+        pending_front: np.ndarray | None = None
+        self.screen.extras["hint"] = f"请放上：{material.name}" + (
+            "（正面）" if material.card else "")
+        try:
+            while self._current_material() == material:
+                try:
+                    image = await asyncio.to_thread(self._one_page, scanner, cancel)
+                except CaptureTimeout:
+                    continue
+                if image is None:
+                    return
+                if material.card and pending_front is None:
+                    pending_front = image
+                    self.screen.extras["hint"] = f"正面已拍好，请翻到背面：{material.name}"
+                    continue
+                if material.card and pending_front is not None:
+                    image = await asyncio.to_thread(compose_card_pair, pending_front, image)
+                    pending_front = None
+                jpeg = await asyncio.to_thread(encode_jpeg, image,
+                                               self.config.scanner.jpeg_quality)
+                count = sum(1 for f in self._files if f.material == material.code) + 1
+                self._files.append(CapturedFile(f"{material.code}-{count}.jpg", jpeg,
+                                                "image/jpeg", material.code))
+                self._jpeg_cache["page"] = (count, jpeg)
+                self.screen.extras["hint"] = (f"已拍好第 {count} 页。还有下一页请放上，"
+                                              "没有了请点“这份拍好了”")
+                await self.event("captured", material=material.code)
+        except CameraError:
+            await self.event("device_fault", device="document_camera")
+        finally:
+            cancel.set()
+
+    def _one_page(self, scanner: PageScanner, cancel: threading.Event) -> np.ndarray | None:
+        deadline = time.monotonic() + 2.0
+
+        def show(detection: Any, decision: Any) -> None:
+            del detection
+            message = decision.report.message("zh") if decision.report else None
+            if message:
+                self.screen.extras["gate"] = message
+
+        while time.monotonic() < deadline:
+            if cancel.is_set():
+                return None
+            try:
+                page = scanner.wait_for_page(0.5, on_step=show)
+            except CaptureTimeout:
+                continue
+            self.screen.extras.pop("gate", None)
+            return page.image
+        raise CaptureTimeout("no page yet")
+
+    # -- the queue ------------------------------------------------------------------------
+
+    async def _send_ticket(self) -> None:
+        ctx = self.session.context
+        if self._case_id is None:
+            self._case_id = secrets.token_urlsafe(12)
+            self.report.case_ids.append(self._case_id)
+        if self.hub is None or not self.hub.connected:
+            await self.event("hub_unreachable")
+            return
+        assert ctx.centre is not None and ctx.matter is not None
+        await self.hub.send("ticket.request", p.TicketRequest(
+            centre=ctx.centre, matter=ctx.matter, case_id=self._case_id))
+
+    async def _cancel_ticket(self, ticket_id: str | None) -> None:
+        if self.hub is not None and self.hub.connected and ticket_id:
+            with contextlib.suppress(Exception):
+                await self.hub.send("ticket.cancel", p.TicketCancel(ticket_id=ticket_id))
+
+    async def _reconnect_hub(self) -> None:
+        assert self.hub is not None
+        while not self.hub.connected:
+            await asyncio.sleep(2.0)
+            with contextlib.suppress(Exception):
+                await self.hub.connect(timeout=10)
+
+    # -- the hub's events -----------------------------------------------------------------
+
+    async def _from_hub(self, event: str, data: dict[str, Any]) -> None:
+        handler = {
+            "hub.welcome": self._on_welcome, "hub.disconnected": self._on_disconnected,
+            "ticket.update": self._on_ticket, "service.closed": self._on_closed,
+            "call.start": self._on_call_start, "call.answer": self._on_answer,
+            "call.ice": self._on_ice, "call.command": self._on_command,
+            "call.ended": self._on_call_ended, "call.peer_lost": self._on_peer_lost,
+            "call.peer_back": self._on_peer_back, "hub.error": self._on_hub_error,
+        }.get(event)
+        if handler is not None:
+            await handler(data)
+
+    async def _on_welcome(self, data: dict[str, Any]) -> None:
+        if self.hub is not None:
+            self.hub.drain("hub.welcome")
+        if self.session.state is State.HUB_UNREACHABLE:
+            await self.event("hub_back")
+        tickets = {t.get("case_id") for t in data.get("tickets", [])}
+        state = self.session.state
+        if state in (State.WAITING, State.IN_CALL) and self._case_id not in tickets:
+            # the hub lost the ticket (it restarted without a shared store): ask again
+            self.session.context.ticket = None
+            self._spawn(self._send_ticket(), "ticket")
+        for call in data.get("calls", []):
+            if call.get("case_id") == self._case_id and (
+                    self.peer is None or self.peer.call_id != call.get("call_id")):
+                await self._on_call_start(call)
+
+    async def _on_disconnected(self, data: dict[str, Any]) -> None:
+        del data
+        await self.event("hub_unreachable")
+
+    async def _on_ticket(self, data: dict[str, Any]) -> None:
+        if data.get("case_id") != self._case_id:
+            return
+        self._ticket_id = str(data.get("ticket_id"))
+        if data.get("state") in ("queued", "offered"):
+            ticket = {k: data.get(k) for k in ("ticket_id", "position", "expected_wait_s",
+                                               "state")}
+            await self.event("queued", ticket=ticket)
+
+    async def _on_closed(self, data: dict[str, Any]) -> None:
+        next_opening = data.get("next_opening")
+        await self.event("service_closed", reason=str(data.get("reason")),
+                         next_opening=None if next_opening is None else str(next_opening))
+
+    async def _on_call_start(self, data: dict[str, Any]) -> None:
+        if data.get("case_id") != self._case_id:
+            return
+        await self.event("call_started", call=data)
+
+    async def _on_answer(self, data: dict[str, Any]) -> None:
+        peer = self.peer
+        if peer is not None and data.get("call_id") == peer.call_id:
+            await peer.answer(str(data["sdp"]))
+
+    async def _on_ice(self, data: dict[str, Any]) -> None:
+        peer = self.peer
+        if peer is not None and data.get("call_id") == peer.call_id:
+            await peer.add_candidate(data.get("candidate"), data.get("sdp_mid"),
+                                     data.get("sdp_mline_index"))
+
+    async def _on_call_ended(self, data: dict[str, Any]) -> None:
+        peer = self.peer
+        if peer is None or data.get("call_id") != peer.call_id:
+            return
+        reason = str(data.get("reason", "hangup"))
+        if reason == "restarted":
+            await self._close_peer()  # a new call.start follows under the same ticket
+            return
+        await self.event("call_ended", reason=reason)
+
+    async def _on_peer_lost(self, data: dict[str, Any]) -> None:
+        del data
+        self.screen.extras["call_note"] = "工作人员的网络中断了，正在等待重新连接"
+
+    async def _on_peer_back(self, data: dict[str, Any]) -> None:
+        del data
+        self.screen.extras.pop("call_note", None)
+
+    async def _on_hub_error(self, data: dict[str, Any]) -> None:
+        log.warning("kiosk.hub_refused", code=data.get("code"), what=data.get("event"))
+
+    # -- the call -------------------------------------------------------------------------
+
+    def _tracks(self) -> list[Any]:
+        return [CameraTrack(self.devices.face, fps=15, size=(640, 480), label="face"),
+                CameraTrack(self.devices.document, fps=10, size=(960, 720), label="document"),
+                microphone_track(self.kconf.microphone, self.kconf.microphone_format,
+                                 simulated=self.simulated)]
+
+    async def _start_call(self, call: dict[str, Any]) -> None:
+        if not call or self.hub is None:
+            return
+        await self._close_peer()
+        self.peer = peer = CallPeer(call, self._tracks(),
+                                    restart_after_s=self.kconf.restart_after_s,
+                                    speaker=self.kconf.speaker, clock=self.clock)
+        self.report.calls += 1
+        self.screen.extras.pop("call_note", None)
+        sdp = await peer.offer()
+        if self.peer is not peer:
+            return
+        await self.hub.send("call.offer", p.CallOffer(call_id=peer.call_id, sdp=sdp))
+        log.info("kiosk.call_offered", call=peer.call_id)
+
+    async def _restart_call(self) -> None:
+        peer = self.peer
+        if peer is None or self.hub is None or not self.hub.connected:
+            return
+        log.warning("kiosk.call_broken", call=peer.call_id, failed=peer.failed)
+        self.report.restarts += 1
+        self._collect(peer)
+        peer.restart_requested = True  # one restart per call
+        await self.hub.send("call.restart", p.CallRestart(call_id=peer.call_id))
+
+    def _collect(self, peer: CallPeer) -> None:
+        self.report.video_frames += peer.incoming.video_frames
+        self.report.audio_frames += peer.incoming.audio_frames
+        self.report.audio_level = max(self.report.audio_level, peer.incoming.audio_level)
+        peer.incoming.video_frames = peer.incoming.audio_frames = 0
+
+    async def _close_peer(self) -> None:
+        peer, self.peer = self.peer, None
+        if peer is not None:
+            self._collect(peer)
+            await peer.close()
+
+    async def _on_command(self, data: dict[str, Any]) -> None:
+        name = str(data.get("name", ""))
+        args = data.get("args") or {}
+        peer = self.peer
+        in_call = peer is not None and data.get("call_id") == peer.call_id
+        if name not in COMMANDS or not isinstance(args, dict) or not in_call:
+            log.warning("kiosk.command_refused", name=name[:32], in_call=in_call)
+            self.report.refused_commands.append(name[:32])
+            return
+        log.info("kiosk.command", name=name)
+        if name == "receipt":
+            receipt = {k: str(args.get(k, ""))[:2000] for k in ("case_number", "kind", "text")}
+            if await self.event("receipt", receipt=receipt):
+                await self._end_call_completed(data)
+        elif name == "end":
+            receipt = {"case_number": "", "kind": "ended", "text": "工作人员已结束本次通话"}
+            if await self.event("receipt", receipt=receipt):
+                await self._end_call_completed(data)
+        elif name == "rescan":
+            self._spawn(self._supplement(str(args.get("material", ""))[:64], full=False))
+        elif name == "capture_full":
+            self._spawn(self._supplement(None, full=True))
+
+    async def _end_call_completed(self, data: dict[str, Any]) -> None:
+        if self.hub is not None and self.hub.connected:
+            with contextlib.suppress(Exception):
+                await self.hub.send("call.end", p.CallEnd(call_id=str(data["call_id"]),
+                                                          reason="completed"))
+
+    async def _supplement(self, material: str | None, *, full: bool) -> None:
+        """The clerk's re-scan of one material, or a full-resolution capture of what lies
+        under the document camera now: captured, signed and uploaded as a supplement."""
+        names = {m.code: m.name for m in self.session.context.materials}
+        if material is not None and material not in names:
+            log.warning("kiosk.command_refused", name="rescan", why="unknown material")
+            return
+        label = names.get(material or "", "材料")
+        self.screen.extras["call_note"] = (f"工作人员请您重新放好：{label}" if not full
+                                           else "正在拍摄高清图像，请不要移动材料")
+        scanner = PageScanner(self.devices.document, self.config.scanner)
+        cancel = threading.Event()
+        try:
+            if full:
+                image = await asyncio.to_thread(self._still_now, scanner)
+            else:
+                image = None
+                deadline = self.clock() + 60
+                while image is None and self.clock() < deadline:
+                    with contextlib.suppress(CaptureTimeout):
+                        image = await asyncio.to_thread(self._one_page, scanner, cancel)
+        except CameraError:
+            self.screen.extras["call_note"] = "高拍仪故障，请告诉工作人员"
+            return
+        finally:
+            cancel.set()
+        if image is None or self._case_id is None:
+            self.screen.extras["call_note"] = "没有拍到，请告诉工作人员"
+            return
+        self._supplements += 1
+        n = self._supplements
+        name = f"{material or 'full'}-r{n}.jpg"
+        jpeg = await asyncio.to_thread(encode_jpeg, image, self.config.scanner.jpeg_quality)
+        self.screen.extras["call_note"] = "已拍好，正在发送给工作人员"
+        await self._spool_and_deliver([CapturedFile(name, jpeg, "image/jpeg",
+                                                    material or "full_resolution")], n)
+        self.screen.extras.pop("call_note", None)
+
+    def _still_now(self, scanner: PageScanner) -> np.ndarray:
+        preview, detection, _ = scanner.step()
+        return scanner.capture(preview, detection).image
+
+    # -- the package ----------------------------------------------------------------------
+
+    def _upload_case(self) -> None:
+        if self._case_id is None or self._uploaded == self._case_id:
+            return
+        self._uploaded = self._case_id
+        ctx = self.session.context
+        identity = identity_document(ctx.card, ctx.verification, agent=ctx.by_proxy,
+                                     simulated=self.simulated)
+        files = [CapturedFile("identity.json", identity, "application/json"), *self._files]
+        self._spawn(self._spool_and_deliver(files, 0))
+
+    async def _spool_and_deliver(self, files: list[CapturedFile], supplement: int) -> None:
+        ctx = self.session.context
+        case_id = self._case_id
+        if case_id is None or ctx.centre is None or ctx.matter is None:
+            return
+        url = self.kconf.desk_for(ctx.centre)
+        if url is None:
+            log.error("kiosk.no_desk", centre=ctx.centre)
+            return
+        package = build_package(case_id=case_id, kiosk_id=self.kconf.kiosk_id,
+                                centre=ctx.centre, matter=ctx.matter, files=files,
+                                key=self.key, simulated=self.simulated, supplement=supplement)
+        await asyncio.to_thread(self.spool.put, package)
+        if supplement == 0:
+            self.report.upload = "spooled"
+        ssl: Any = True
+        if self.kconf.ca_file is not None:
+            import ssl as ssl_module
+
+            ssl = ssl_module.create_default_context(cafile=str(self.kconf.ca_file))
+        try:
+            status = await deliver(self.spool, package.case_id, url, self.kconf.kiosk_id,
+                                   attempts=12, ssl=ssl)
+        except DeliveryRefused as exc:
+            log.error("kiosk.package_refused", status=exc.status, code=exc.code)
+            self.spool.remove(package.case_id)
+            status = f"refused:{exc.code}"
+        except TimeoutError:
+            log.error("kiosk.package_undelivered", package=package.case_id)
+            status = "undelivered"  # stays spooled (encrypted) until the kiosk restarts
+        self.delivered.append(f"{package.case_id}:{status}")
+        self.report.files_sent += len(files) if status in ("stored", "already") else 0
+        if supplement == 0:
+            self.report.upload = status
+
+    # -- the wipe -------------------------------------------------------------------------
+
+    async def _wipe(self) -> None:
+        """Forget the session: tasks, call, card, photos, pages, screen notes, work files.
+        Undelivered packages stay encrypted in the spool until the desk has them."""
+        for name in list(self._tasks):
+            self._stop_task(name)
+        self._cancel.set()
+        await self._close_peer()
+        self._files = []
+        self._card_photo = None
+        self._case_id = None
+        self._ticket_id = None
+        self._uploaded = None
+        self._supplements = 0
+        self._jpeg_cache.clear()
+        self.screen.extras.clear()
+        self._label_simulated()
+        self._wipe_work_dir()
+        log.info("kiosk.wiped")
+
+    def _label_simulated(self) -> None:
+        if self.simulated:
+            self.screen.extras["simulated"] = True
+
+    def _wipe_work_dir(self) -> None:
+        work = self.kconf.work_dir
+        work.mkdir(parents=True, exist_ok=True)
+        for path in work.iterdir():
+            if path.name == "speech":
+                continue  # spoken prompts: nothing personal
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    def residue(self) -> list[str]:
+        """Personal files left on this kiosk: the spool and the work folder (speech aside)."""
+        out = [str(p) for p in self.kconf.spool_dir.glob("*") if p.is_file()]
+        out += [str(p) for p in self.kconf.work_dir.rglob("*")
+                if p.is_file() and "speech" not in p.relative_to(self.kconf.work_dir).parts]
+        return sorted(out)
+
+    # -- live pictures --------------------------------------------------------------------
+
+    def _camera_jpeg(self, which: str) -> bytes | None:
+        state = self.session.state
+        wanted = {"face": (State.VERIFY_FACE,), "document": (State.CAPTURE, State.IN_CALL)}
+        if state not in wanted[which]:
+            return None
+        camera: Camera = self.devices.face if which == "face" else self.devices.document
+        frame = camera.peek()
+        if frame is None:
+            return None
+        cached = self._jpeg_cache.get(which)
+        if cached is not None and cached[0] == frame.seq:
+            return cached[1]
+        small = cv2.resize(frame.image, (480, 360), interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        if not ok:
+            return None
+        self._jpeg_cache[which] = (frame.seq, bytes(buf))
+        return bytes(buf)
+
+    def _clerk_jpeg(self) -> bytes | None:
+        peer = self.peer
+        if peer is None or self.session.state is not State.IN_CALL:
+            return None
+        return peer.incoming.latest_jpeg
