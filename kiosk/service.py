@@ -461,8 +461,6 @@ class KioskService:
             await handler(data)
 
     async def _on_welcome(self, data: dict[str, Any]) -> None:
-        if self.hub is not None:
-            self.hub.drain("hub.welcome")
         if self.session.state is State.HUB_UNREACHABLE:
             await self.event("hub_back")
         tickets = {t.get("case_id") for t in data.get("tickets", [])}

@@ -160,7 +160,8 @@ def serve(config_path: Path | None) -> None:
 
         client = HubClient(config.hub_url, config.desk_id, ClientKind.DESK,
                            load_private_key(config.hub_key))
-        app.hub = HubLink(client, config.centres)
+        app.hub = HubLink(client, config.centres,
+                          browser_grace_s=config.browser_grace_seconds)
 
         async def connect_hub(_: web.Application) -> None:
             assert app.hub is not None

@@ -36,6 +36,9 @@ class DeskConfig(BaseModel):
     hub_url: str | None = Field(None, description="the regional hub, e.g. https://hub:8765")
     desk_id: str | None = Field(None, description="this desk's credential id at the hub")
     hub_key: Path | None = Field(None, description="this desk's private key for the hub")
+    browser_grace_seconds: float = Field(15.0, gt=0, le=600, description="a clerk's browser "
+                                         "closed mid-call may come back this long; then the "
+                                         "citizen goes back to the front of the queue")
 
     def files_key(self) -> bytes:
         text = os.environ.get(self.files_key_env)

@@ -51,12 +51,17 @@ class ClerkLink:
 class HubLink:
     """Owns the hub connection and the clerks' browser sockets."""
 
-    def __init__(self, client: HubClient, centres: list[str]) -> None:
+    def __init__(self, client: HubClient, centres: list[str], *,
+                 browser_grace_s: float = 15.0) -> None:
         self.client = client
         self.centres = centres
         self.clerks: dict[str, ClerkLink] = {}
         self.call_owner: dict[str, str] = {}
+        self.browser_grace_s = browser_grace_s
+        """A clerk whose browser closed during a call has this long to come back; then the
+        call ends and the citizen goes back to the front of the queue."""
         self._pump: asyncio.Task[None] | None = None
+        self._orphans: dict[str, asyncio.Task[None]] = {}
         for event in ("queue.snapshot", "ticket.offered", "call.start", *TO_CLERK_BY_CALL,
                       "hub.error"):
             client.sio.on(event, self._handler(event))
@@ -73,6 +78,8 @@ class HubLink:
             await self.client.send("queue.watch", p.QueueWatch(centre=centre))
 
     async def close(self) -> None:
+        for task in self._orphans.values():
+            task.cancel()
         await self.client.close()
 
     async def from_hub(self, event: str, data: dict[str, Any]) -> None:
@@ -127,7 +134,13 @@ class HubLink:
         return None
 
     def attach(self, link: ClerkLink) -> None:
+        old = self.clerks.get(link.clerk_id)
+        if old is not None:
+            link.calls |= old.calls
         self.clerks[link.clerk_id] = link
+        orphan = self._orphans.pop(link.clerk_id, None)
+        if orphan is not None:
+            orphan.cancel()
 
     async def detach(self, link: ClerkLink) -> None:
         if self.clerks.get(link.clerk_id) is link:
@@ -135,3 +148,18 @@ class HubLink:
             for centre in link.centres:  # a closed browser is not available for new tickets
                 await self.client.send("clerk.presence", p.ClerkPresence(
                     clerk_id=link.clerk_id, centre=centre, matters=[], available=False))
+            calls = {c for c, owner in self.call_owner.items() if owner == link.clerk_id}
+            if calls:
+                self._orphans[link.clerk_id] = asyncio.ensure_future(
+                    self._end_orphaned(link.clerk_id, calls))
+
+    async def _end_orphaned(self, clerk_id: str, calls: set[str]) -> None:
+        """The clerk's browser did not come back: their calls end as failed, which puts each
+        citizen back at the front of the queue for the next clerk."""
+        await asyncio.sleep(self.browser_grace_s)
+        self._orphans.pop(clerk_id, None)
+        for call_id in calls:
+            if self.call_owner.get(call_id) == clerk_id:
+                log.info("desk.clerk_browser_gone", clerk=clerk_id)
+                await self.client.send("call.end", p.CallEnd(call_id=call_id, reason="failed"))
+                self.call_owner.pop(call_id, None)

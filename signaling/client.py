@@ -4,6 +4,7 @@ attempt, keeps the resume token from the last welcome, and queues what the hub s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +30,9 @@ class HubClient:
         self.keep_queues = keep_queues
         """Queue every event for ``next``/``drain`` (a long-lived client with a listener
         turns this off, so nothing piles up; the welcome is always queued)."""
+        self.reconnection = reconnection
+        self._closing = False
+        self._redial: asyncio.Task[None] | None = None
         self.sio = socketio.AsyncClient(reconnection=reconnection, reconnection_delay=0.2,
                                         reconnection_delay_max=1.0, logger=False,
                                         engineio_logger=False)
@@ -55,6 +59,24 @@ class HubClient:
         self.welcomed.clear()
         if self.listener is not None:
             await self.listener("hub.disconnected", {"reason": str(reason)})
+        # python-socketio reconnects after a lost transport but not when the server said
+        # goodbye, which is what a hub does when it restarts: reconnect ourselves then
+        if self.reconnection and not self._closing and \
+                reason == socketio.AsyncClient.reason.SERVER_DISCONNECT and \
+                (self._redial is None or self._redial.done()):
+            self._redial = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.2
+        while not self._closing:
+            await asyncio.sleep(delay)
+            try:
+                await self.connect(timeout=5.0)
+                return
+            except Exception:  # the hub is still down: try again, backing off to 2 s
+                with contextlib.suppress(Exception):
+                    await self.sio.disconnect()
+                delay = min(2.0, delay * 2)
 
     @property
     def connected(self) -> bool:
@@ -73,7 +95,10 @@ class HubClient:
             self.welcomed.set()
         payload = data if isinstance(data, dict) else {"data": data}
         self.last[event] = payload
-        if self.keep_queues or event == "hub.welcome":
+        if self.keep_queues:
+            self.queue(event).put_nowait(payload)
+        elif event == "hub.welcome":  # only the newest welcome is kept, for connect()
+            self.drain(event)
             self.queue(event).put_nowait(payload)
         if self.listener is not None:
             await self.listener(event, payload)
@@ -84,6 +109,7 @@ class HubClient:
     async def connect(self, timeout: float = 5.0) -> dict[str, Any]:
         """Connect and wait for the hub's welcome."""
         self.welcomed.clear()
+        self.drain("hub.welcome")  # an older connection's
         await self.sio.connect(self.url, auth=self._auth, transports=["websocket"],
                                wait_timeout=timeout)
         return await self.next("hub.welcome", timeout)
@@ -106,4 +132,7 @@ class HubClient:
         return out
 
     async def close(self) -> None:
+        self._closing = True
+        if self._redial is not None:
+            self._redial.cancel()
         await self.sio.disconnect()

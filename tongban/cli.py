@@ -45,6 +45,7 @@ class LazyGroup(TongbanGroup):
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "devices": ("devices.cli", "devices"),
         "face": ("kiosk.identity.cli", "face"),
+        "kiosk": ("kiosk.cli", "kiosk"),
         "signaling": ("signaling.cli", "signaling"),
         "desk": ("remote_desk.cli", "desk"),
         "demo": ("tongban.demo", "demo"),
@@ -73,6 +74,7 @@ def main(debug: bool, verbose: bool, log_json: bool) -> None:
     Components:
       devices   ID card reader, document camera, face camera: probe, read, simulate
       face      person-ID verification: live face against the card photo, liveness
+      kiosk     the kiosk service: touch screen, devices, queue, call, upload, wipe
       signaling the regional hub: queues, routing, call set-up, credentials
       desk      the clerks' desk server: accounts, database, audit, serve
       demo      run the whole thing on this machine with every device simulated

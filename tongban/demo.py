@@ -97,7 +97,9 @@ class Stack:
     sim: Any = None
     card: Any = None
     log_files: list[Path] = field(default_factory=list)
-    cleanup: list[Any] = field(default_factory=list)
+    hub_runner: Any = None
+    restart_hub: Any = None
+    """``await stack.restart_hub(down_s)``: stop the hub, wait, start a new one (same port)."""
 
 
 def _demo_directory() -> Any:
@@ -141,8 +143,13 @@ async def _site(app: Any, host: str, port: int) -> tuple[Any, int]:
 
 @contextlib.asynccontextmanager
 async def run_stack(*, test_hosts: bool, folder: Path | None = None,
-                    ports: tuple[int, int, int] = (0, 0, 0)) -> AsyncIterator[Stack]:
-    """Hub, desk and kiosk with simulated devices; ports (hub, desk, kiosk screen)."""
+                    ports: tuple[int, int, int] = (0, 0, 0), redis: str | None = None,
+                    browser_grace_s: float = 15.0, clerks: int = 1,
+                    restart_after_s: float = 4.0) -> AsyncIterator[Stack]:
+    """Hub, desk and kiosk with simulated devices; ports (hub, desk, kiosk screen).
+
+    ``redis``: the hub keeps its state there (so that it can be restarted); ``clerks``: how
+    many demo clerk accounts (demo-clerk, demo-clerk-2, ...) share the one password."""
     from aiohttp import web
     from sqlalchemy import select
 
@@ -193,11 +200,26 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
 
         # the hub
         centres = ["yongjia", "wujiang"]
-        hub = Hub(HubConfig(credentials=folder / "hub-credentials.json", grace_seconds=10,
-                            offer_seconds=60), directory=_demo_directory())
-        runner, port = await _site(hub.app, "127.0.0.1", ports[0])
-        exits.push_async_callback(runner.cleanup)
-        stack.hub, stack.hub_url = hub, f"http://127.0.0.1:{port}"
+        hub_config = HubConfig(credentials=folder / "hub-credentials.json", grace_seconds=10,
+                               offer_seconds=60, redis=redis)
+        hub = Hub(hub_config, directory=_demo_directory())
+        runner, hub_port = await _site(hub.app, "127.0.0.1", ports[0])
+        stack.hub, stack.hub_url = hub, f"http://127.0.0.1:{hub_port}"
+        stack.hub_runner = runner
+
+        async def stop_hub() -> None:
+            await stack.hub_runner.cleanup()
+
+        async def restart_hub(down_s: float = 1.0) -> None:
+            await stop_hub()
+            await asyncio.sleep(down_s)
+            stack.hub = Hub(hub_config, directory=_demo_directory())
+            stack.hub_runner = web.AppRunner(stack.hub.app, access_log=None)
+            await stack.hub_runner.setup()
+            await web.TCPSite(stack.hub_runner, "127.0.0.1", hub_port).start()
+
+        stack.restart_hub = restart_hub
+        exits.push_async_callback(stop_hub)
         desk_key = hub.credentials.create("desk-demo", ClientKind.DESK, centres=centres)
         kiosk_key = hub.credentials.create("kiosk-demo", ClientKind.KIOSK, site="shengze")
 
@@ -213,12 +235,15 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
         exits.push_async_callback(desk.engine.dispose)
         stack.password = "demo-" + os.urandom(6).hex()
         async with desk.db() as db:
-            if (await db.execute(select(User).where(User.username == DEMO_CLERK))).first() \
-                    is None:
-                await add_user(db, DEMO_CLERK, "演示坐席", stack.password, Role.CLERK, centres)
+            for n in range(clerks):
+                name = DEMO_CLERK if n == 0 else f"{DEMO_CLERK}-{n + 1}"
+                if (await db.execute(select(User).where(User.username == name))).first() \
+                        is None:
+                    await add_user(db, name, f"演示坐席{n + 1}", stack.password, Role.CLERK,
+                                   centres)
             await db.commit()
         desk.hub = HubLink(HubClient(stack.hub_url, "desk-demo", ClientKind.DESK, desk_key),
-                           centres)
+                           centres, browser_grace_s=browser_grace_s)
         await desk.hub.start()
         exits.push_async_callback(desk.hub.close)
         runner, port = await _site(desk.app, bind, ports[1])
@@ -238,7 +263,7 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
             kiosk=KioskSection(kiosk_id="kiosk-demo", hub_url=stack.hub_url,
                                desk_url=stack.desk_url, spool_dir=folder / "kiosk-spool",
                                work_dir=folder / "kiosk-work", screen_port=ports[2],
-                               simulated=True, restart_after_s=4.0),
+                               simulated=True, restart_after_s=restart_after_s),
             scanner=ScannerConfig(camera=doc_cam, stable_seconds=0.6,
                                   max_long_side=2000),
             face=FaceConfig(camera=face_cam))
@@ -306,6 +331,48 @@ class KioskBot:
             await asyncio.sleep(0.2)
         raise DemoError(f"kiosk did not reach {'/'.join(states)} within {timeout:.0f} s "
                         f"(at {(await self.screen())['state']})")
+
+    async def apply(self, centre: str, matter: str, *, skip_non_key: bool = False,
+                    step: Any = None) -> None:
+        """From the idle screen to the queue: destination, matter, card, face, materials."""
+        step = step or (lambda name: None)
+        await self.press("touch")
+        await self.press("choose_centre", centre=centre)
+        await self.press("choose_matter", matter=matter)
+        await self.wait("read_card", timeout=5)
+        step("choose_matter")
+        self.stack.sim.insert(self.stack.card)
+        await self.wait("verify_face", timeout=15)
+        step("read_card")
+        retakes = 0
+        deadline = time.monotonic() + 90
+        screen = await self.screen()
+        while screen["state"] != "capture" and time.monotonic() < deadline:
+            if screen.get("hint") == FACE_FAILED and retakes < 2:
+                retakes += 1  # the citizen presses "try again"
+                await self.press("retake")
+            await asyncio.sleep(0.3)
+            screen = await self.screen()
+        screen = await self.wait("capture", timeout=5)
+        step("verify_face")
+        self.stack.sim.remove()  # the citizen takes the card back
+        while screen["state"] == "capture":
+            if skip_non_key and not screen["key"]:
+                screen = await self.press("skip")
+                continue
+            number = screen["step"]
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                screen = await self.screen()
+                if screen.get("still_there"):
+                    await self.press("still_here")
+                if screen["state"] != "capture" or screen.get("captured"):
+                    break
+                await asyncio.sleep(0.3)
+            else:
+                raise DemoError(f"material {number} was not captured within 90 s")
+            screen = await self.press("done")
+        step("capture")
 
 
 class ClerkBot:
@@ -385,40 +452,7 @@ async def _case(stack: Stack, artifacts: Path | None) -> dict[str, Any]:
     try:
         await clerk.start()
         step("clerk_login")
-        await bot.press("touch")
-        await bot.press("choose_centre", centre=DEMO_CENTRE)
-        await bot.press("choose_matter", matter=DEMO_MATTER)
-        await bot.wait("read_card", timeout=5)
-        step("choose_matter")
-        stack.sim.insert(stack.card)
-        await bot.wait("verify_face", timeout=15)
-        step("read_card")
-        retakes = 0
-        deadline = time.monotonic() + 90
-        screen = await bot.screen()
-        while screen["state"] != "capture" and time.monotonic() < deadline:
-            if screen.get("hint") == FACE_FAILED and retakes < 2:
-                retakes += 1  # the citizen presses "try again"
-                await bot.press("retake")
-            await asyncio.sleep(0.3)
-            screen = await bot.screen()
-        screen = await bot.wait("capture", timeout=5)
-        step("verify_face")
-        stack.sim.remove()  # the citizen takes the card back
-        while screen["state"] == "capture":
-            step_no = screen["step"]
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                screen = await bot.screen()
-                if screen.get("still_there"):
-                    await bot.press("still_here")
-                if screen["state"] != "capture" or screen.get("captured"):
-                    break
-                await asyncio.sleep(0.3)
-            else:
-                raise DemoError(f"material {step_no} was not captured within 90 s")
-            screen = await bot.press("done")
-        step("capture")
+        await bot.apply(DEMO_CENTRE, DEMO_MATTER, step=step)
         await bot.wait("waiting", "in_call", timeout=20)
         accept = await clerk.page.wait_for_selector("button.accept", timeout=30_000)
         step("queue")

@@ -169,7 +169,7 @@ def test_samples_and_list() -> None:
 
 
 def test_demo_reads_every_sample_card() -> None:
-    result = run("demo", "--json")
+    result = run("demo", "--cards", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["ok"] and data["simulated"]
