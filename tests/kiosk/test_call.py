@@ -175,21 +175,20 @@ async def test_desk_unreachable_at_upload_is_spooled_retried_and_delivered_once(
 async def test_clerk_browser_closed_mid_call_puts_the_citizen_first_in_line(
         tmp_path: Any) -> None:
     async with run_stack(test_hosts=False, folder=tmp_path, browser_grace_s=2.0,
-                         clerks=2) as stack:
-        async with clerk_of(stack) as first:
-            case_id = await in_call(stack, first)
-            old_call = stack.kiosk.peer.call_id if stack.kiosk.peer else None
-            await first.close_browser()
-            bot = KioskBot(stack)
-            screen = await bot.wait("waiting", timeout=20)  # after the grace period
-            assert screen["position"] == 1
-            assert stack.kiosk.peer is None
-            async with clerk_of(stack, f"{DEMO_CLERK}-2") as second:
-                await until(lambda: second.video_frames > 5, 30, "the next clerk's call")
-                assert second.call is not None
-                assert second.call["case_id"] == case_id and second.call["call_id"] != old_call
-                await second.decide(case_id, "accept")
-                await bot.wait("result", timeout=15)
+                         clerks=2) as stack, clerk_of(stack) as first:
+        case_id = await in_call(stack, first)
+        old_call = stack.kiosk.peer.call_id if stack.kiosk.peer else None
+        await first.close_browser()
+        bot = KioskBot(stack)
+        screen = await bot.wait("waiting", timeout=20)  # after the grace period
+        assert screen["position"] == 1
+        assert stack.kiosk.peer is None
+        async with clerk_of(stack, f"{DEMO_CLERK}-2") as second:
+            await until(lambda: second.video_frames > 5, 30, "the next clerk's call")
+            assert second.call is not None
+            assert second.call["case_id"] == case_id and second.call["call_id"] != old_call
+            await second.decide(case_id, "accept")
+            await bot.wait("result", timeout=15)
 
 
 def _redis_or_skip() -> None:
