@@ -23,4 +23,6 @@ test:
 	  echo "== pytest" && $$UV run --frozen pytest
 
 bench:
-	@UV=$$(scripts/bootstrap.sh) && $$UV run --frozen python bench/idcard.py && $$UV run --frozen python bench/scanner.py
+	@UV=$$(scripts/bootstrap.sh) && $$UV run --frozen python bench/idcard.py && \
+	  $$UV run --frozen python bench/scanner.py && $$UV run --frozen python bench/face.py && \
+	  $$UV run --frozen python bench/call.py

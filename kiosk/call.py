@@ -54,6 +54,7 @@ class CallPeer:
         self.pc.on("track", self.incoming.attach)
         self.pc.on("connectionstatechange", self._state_changed)
         self.created_at = clock()
+        self.offered_at: float | None = None
         self.answered_at: float | None = None
         self.failed = False
         self.closed = False
@@ -68,6 +69,7 @@ class CallPeer:
     async def offer(self) -> str:
         """Our SDP offer, with every local candidate gathered (aiortc does not trickle)."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        self.offered_at = self.clock()
         return str(self.pc.localDescription.sdp)
 
     async def answer(self, sdp: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from devices.idcard.reader import ReaderConfig
 from devices.scanner.pipeline import ScannerConfig
@@ -44,11 +44,12 @@ class KioskSection(BaseModel):
                                                                  "broken this long is replaced")
     simulated: bool = Field(False, description="devices are the simulators (demo only)")
 
-    @model_validator(mode="after")
-    def _no_public_screen(self) -> KioskSection:
-        if self.screen_host not in ("127.0.0.1", "::1", "localhost"):
-            raise ValueError("screen_host must be a loopback address (the screen is local)")
-        return self
+    @field_validator("screen_host")
+    @classmethod
+    def _no_public_screen(cls, value: str) -> str:
+        if value not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("must be a loopback address (the touch screen is local only)")
+        return value
 
     def desk_for(self, centre: str) -> str | None:
         return self.desks.get(centre) or self.desk_url

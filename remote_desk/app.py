@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from aiohttp import BodyPartReader, WSMsgType, web
@@ -105,7 +106,8 @@ def receipt_text(case: Case, decision: dict[str, Any]) -> str:
     """The receipt the kiosk prints and shows as a QR code."""
     lines = [f"跨域通办 受理回执  {decision['kind_zh']}",
              f"受理编号：{case.case_number or '—'}", f"事项：{case.matter}",
-             f"受理中心：{case.centre}", f"时间：{decision['at'][:19].replace('T', ' ')}"]
+             f"受理中心：{case.centre}",
+             f"时间：{decision.get('at_local', decision['at'])[:19].replace('T', ' ')}"]
     if decision.get("deadline"):
         lines.append(f"请于 {decision['deadline']} 前补交：{'、'.join(decision['missing'])}")
     if decision.get("reason"):
@@ -342,16 +344,17 @@ class DeskApp:
         async with self.db() as db:
             case = self._may_see(s, await db.get(Case, request.match_info["case_id"]))
             now = datetime.now(UTC)
+            local = now.astimezone(ZoneInfo(self.config.timezone))  # the centre's own day
             record: dict[str, Any] = {"kind": decision.kind, "kind_zh": KIND_ZH[decision.kind],
                                       "by": s.username, "at": now.isoformat(),
-                                      "reason": decision.reason}
+                                      "at_local": local.isoformat(), "reason": decision.reason}
             if decision.kind == "accept_pending":
                 record.update(missing=decision.missing, commitment=decision.commitment,
                               working_days=decision.working_days,
-                              deadline=add_working_days(now.date(),
+                              deadline=add_working_days(local.date(),
                                                         decision.working_days).isoformat())
             if case.case_number is None and decision.kind in ("accept", "accept_pending"):
-                day = now.strftime("%Y%m%d")
+                day = local.strftime("%Y%m%d")
                 count = (await db.execute(select(func.count()).select_from(Case).where(
                     Case.centre == case.centre, Case.case_number.is_not(None),
                     Case.case_number.like(f"{case.centre}-{day}-%")))).scalar_one()
@@ -386,7 +389,7 @@ class DeskApp:
         s = request[SESSION]
         if s.role not in (Role.SUPERVISOR, Role.ADMIN):
             raise _error(403, "forbidden", "supervisors only")
-        today = datetime.now(UTC).date().isoformat()
+        today = datetime.now(ZoneInfo(self.config.timezone)).date().isoformat()
         async with self.db() as db:
             rows = (await db.execute(select(Case).where(
                 Case.centre.in_(s.centres), Case.state == "accepted_pending"))).scalars()

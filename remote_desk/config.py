@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from remote_desk.blobs import parse_key
 from tongban.config import load_config
@@ -36,9 +37,20 @@ class DeskConfig(BaseModel):
     hub_url: str | None = Field(None, description="the regional hub, e.g. https://hub:8765")
     desk_id: str | None = Field(None, description="this desk's credential id at the hub")
     hub_key: Path | None = Field(None, description="this desk's private key for the hub")
+    timezone: str = Field("Asia/Shanghai", description="the centre's zone: case-number days, "
+                                                      "working-day deadlines, receipt times")
     browser_grace_seconds: float = Field(15.0, gt=0, le=600, description="a clerk's browser "
                                          "closed mid-call may come back this long; then the "
                                          "citizen goes back to the front of the queue")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
     def files_key(self) -> bytes:
         text = os.environ.get(self.files_key_env)

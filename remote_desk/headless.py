@@ -214,6 +214,16 @@ class HeadlessClerk:
                          "kind": body["decision"]["kind"], "text": body["decision"]["receipt"]}})
         return body
 
+    async def hang_up(self) -> None:
+        """End the call without deciding: the citizen goes back to the front of the queue."""
+        if self.call is not None:
+            await self.send("call.end", {"call_id": self.call["call_id"], "reason": "hangup"})
+            await self._close_peer()
+            self.call = None
+            self.call_started.clear()
+        self.accepted_at = self.first_frame_at = None
+        self.video_frames = self.audio_frames = 0
+
     async def case(self, case_id: str) -> dict[str, Any] | None:
         assert self.http is not None
         async with self.http.get(f"{self.base}/api/cases/{case_id}") as r:

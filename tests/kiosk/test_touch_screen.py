@@ -142,3 +142,21 @@ async def test_every_screen_is_large_high_contrast_and_captured(
         await browser.close()
     assert session.state is State.CHOOSE_MATTER and session.context.centre == "yongjia"
     assert min(worst.values()) >= 4.5
+
+
+async def test_live_pictures_and_receipt_qr_endpoints(screen: tuple[str, Session]) -> None:
+    import aiohttp
+
+    base, session = screen
+    async with aiohttp.ClientSession() as s:
+        async with s.get(base + "/api/video/nothing.mjpg") as r:
+            assert r.status == 404
+        async with s.get(base + "/api/receipt.svg") as r:
+            assert r.status == 404  # no receipt, no code
+        session.context.receipt = {"case_number": "yongjia-20261126-00001", "kind": "accept"}
+        async with s.get(base + "/api/receipt.svg") as r:
+            assert r.status == 200 and r.content_type == "image/svg+xml"
+            assert b"<svg" in await r.read()
+        async with s.post(base + "/api/event", json={"event": "card_read",
+                                                     "data": {"card": {}}}) as r:
+            assert r.status == 403  # only touches come from the screen

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -212,9 +213,13 @@ async def test_accept_with_missing_materials_sets_a_working_day_deadline(desk: D
                                   "commitment": "十个工作日内补交", "working_days": 10}) as r:
         assert r.status == 200
         case = await r.json()
-    today = datetime.now(UTC).date()
+    # the centre's day, not UTC's (they differ from 16:00 to 24:00 UTC)
+    local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    today = local.date()
     assert case["state"] == "accepted_pending"
     assert case["decision"]["deadline"] == add_working_days(today, 10).isoformat()
+    assert case["case_number"] == f"yongjia-{today:%Y%m%d}-00001"
+    assert f"时间：{local:%Y-%m-%d %H}" in case["decision"]["receipt"]
     assert case["decision"]["kind_zh"] == "容缺受理"
     assert case["case_number"].startswith(f"yongjia-{today:%Y%m%d}-")
     auditor, _ = await _login(desk, "auditor")
@@ -304,3 +309,51 @@ async def test_disabling_an_account_ends_its_sessions(desk: Desk,
     async with session.get(f"{desk.url}/api/me") as r:
         assert r.status == 401 and (await r.json())["message"] == "this account is disabled"
     await session.close()
+
+
+def _supplement(key: Ed25519PrivateKey, n: int, name: str, data: bytes = JPEG,
+                case_id: str = "case-0001", kiosk: str = "shengze-01") -> aiohttp.FormData:
+    manifest = Manifest(case_id=case_id, kiosk_id=kiosk, centre="yongjia",
+                        matter="yb-ydjz-ba", created_at=datetime.now(UTC), supplement=n,
+                        files=[describe_file(name, data, "image/jpeg", "id_copy")])
+    form = aiohttp.FormData()
+    form.add_field("manifest", manifest.model_dump_json(), content_type="application/json")
+    form.add_field("signature", sign(manifest, key))
+    form.add_field("file", data, filename=name, content_type="image/jpeg")
+    return form
+
+
+async def test_supplements_add_pages_once_and_only_before_the_decision(desk: Desk) -> None:
+    assert (await _upload(desk, _package(desk.kiosk_key)))[0] == 201
+    # a re-scan during the call: added to the case; a retry of it is "already"
+    status, body = await _upload(desk, _supplement(desk.kiosk_key, 1, "id_copy-r1.jpg"))
+    assert (status, body["status"]) == (201, "stored")
+    status, body = await _upload(desk, _supplement(desk.kiosk_key, 1, "id_copy-r1.jpg"))
+    assert (status, body["status"]) == (200, "already")
+    # the same name with other bytes is a conflict, never an overwrite
+    other = b"\xff\xd8\xff\xe0" + b"other" * 50
+    status, body = await _upload(desk, _supplement(desk.kiosk_key, 2, "id_copy-r1.jpg", other))
+    assert status == 409 and body["error"] == "conflict"
+    # a case that does not exist
+    status, _ = await _upload(desk, _supplement(desk.kiosk_key, 1, "x-r1.jpg",
+                                                case_id="case-0999"))
+    assert status == 404
+    session, me = await _login(desk, "clerk-yj")
+    async with session.get(f"{desk.url}/api/cases/case-0001") as r:
+        files = [f["name"] for f in (await r.json())["files"]]
+    assert files.count("id_copy-r1.jpg") == 1 and len(files) == 3
+    async with session.post(f"{desk.url}/api/cases/case-0001/decision",
+                            json={"kind": "accept"},
+                            headers={"X-CSRF-Token": me["csrf"]}) as r:
+        assert r.status == 200
+    await session.close()
+    status, body = await _upload(desk, _supplement(desk.kiosk_key, 3, "id_copy-r3.jpg"))
+    assert status == 409 and body["error"] == "decided"
+
+
+async def test_another_kiosk_cannot_add_to_a_case(desk: Desk, tmp_path: Path) -> None:
+    assert (await _upload(desk, _package(desk.kiosk_key)))[0] == 201
+    other = desk.app.kiosks.create("shengze-02", ClientKind.KIOSK, site="shengze")
+    status, _ = await _upload(desk, _supplement(other, 1, "id_copy-r1.jpg",
+                                                kiosk="shengze-02"), kiosk="shengze-02")
+    assert status == 404

@@ -11,7 +11,7 @@ Every loop is bounded in count and time. Goals (issue 5): >= 20,000 idle kiosks 
 within 1 GB RSS; relay p99 <= 10 ms at 2,000 messages/s on one process, <= 15 ms through two
 processes over Redis.
 
-    uv run python bench/signaling.py [--idle 20000] [--rate 2000] [--seconds 10] [--json]
+    uv run python bench/hub.py [--idle 20000] [--rate 2000] [--seconds 10] [--json]
 """
 
 from __future__ import annotations
@@ -34,18 +34,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-# this file is bench/signaling.py: keep its folder off the path, or it would shadow the
-# signaling package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import aiohttp
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import aiohttp  # noqa: E402
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
-
-from signaling.auth import Credential, CredentialsFile, make_token  # noqa: E402
-from signaling.protocol import ClientKind  # noqa: E402
-from tongban import logs  # noqa: E402
-from tongban.machine import machine  # noqa: E402
+from signaling.auth import Credential, CredentialsFile, make_token
+from signaling.protocol import ClientKind
+from tongban import logs
+from tongban.machine import machine
 
 REDIS_URL = os.environ.get("TONGBAN_BENCH_REDIS", "redis://127.0.0.1:6379/10")
 DIRECTORY = """
