@@ -41,13 +41,13 @@ async def floor(runs: int) -> list[float]:
     """Direct aiortc-to-aiortc set-up to the first decoded frame (no signaling server)."""
     from aiortc import RTCPeerConnection
 
-    from remote_desk.headless import _video_track
+    from remote_desk.headless import synthetic_video
 
     out = []
     keep: list[asyncio.Task[None]] = []
     for _ in range(runs):
         a, b = RTCPeerConnection(), RTCPeerConnection()
-        a.addTrack(_video_track())
+        a.addTrack(synthetic_video())
         got = asyncio.Event()
 
         def on_track(track: Any, got: asyncio.Event = got) -> None:

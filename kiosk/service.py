@@ -109,6 +109,7 @@ class KioskService:
         self._card_photo: np.ndarray | None = None
         self._case_id: str | None = None
         self._ticket_id: str | None = None
+        self._rerequests = 0
         self._uploaded: str | None = None
         self._supplements = 0
         self._tasks: dict[str, asyncio.Task[Any]] = {}
@@ -422,7 +423,9 @@ class KioskService:
 
     # -- the queue ------------------------------------------------------------------------
 
-    async def _send_ticket(self) -> None:
+    async def _send_ticket(self, delay: float = 0.0) -> None:
+        if delay:
+            await asyncio.sleep(delay)
         ctx = self.session.context
         if self._case_id is None:
             self._case_id = secrets.token_urlsafe(12)
@@ -483,11 +486,18 @@ class KioskService:
             return
         self._ticket_id = str(data.get("ticket_id"))
         if data.get("state") in ("queued", "offered"):
+            self._rerequests = 0
             ticket = {k: data.get(k) for k in ("ticket_id", "position", "expected_wait_s",
                                                "state")}
             await self.event("queued", ticket=ticket)
 
     async def _on_closed(self, data: dict[str, Any]) -> None:
+        if self.session.state is State.WAITING and self._rerequests < 10:
+            # asking again after the hub lost our ticket, before the desks have told the new
+            # hub who is signed in: ask once more shortly, the citizen keeps their place
+            self._rerequests += 1
+            self._spawn(self._send_ticket(delay=3.0), "ticket")
+            return
         next_opening = data.get("next_opening")
         await self.event("service_closed", reason=str(data.get("reason")),
                          next_opening=None if next_opening is None else str(next_opening))
@@ -705,6 +715,7 @@ class KioskService:
         self._card_photo = None
         self._case_id = None
         self._ticket_id = None
+        self._rerequests = 0
         self._uploaded = None
         self._supplements = 0
         self._jpeg_cache.clear()

@@ -21,21 +21,24 @@ import cv2
 import numpy as np
 
 
-def _video_track() -> Any:
+def synthetic_video(colour: tuple[int, int, int] = (90, 60, 30),
+                    size: tuple[int, int] = (480, 360)) -> Any:
+    """A SIMULATED camera track: a dot moving across a plain background."""
     from aiortc import VideoStreamTrack
     from av import VideoFrame
 
-    class Synthetic(VideoStreamTrack):
-        """A moving dot on a plain background (the clerk's SIMULATED camera)."""
+    w, h = size
 
+    class Synthetic(VideoStreamTrack):
         def __init__(self) -> None:
             super().__init__()
             self.n = 0
 
         async def recv(self) -> Any:
             pts, time_base = await self.next_timestamp()
-            image = np.full((360, 480, 3), (90, 60, 30), np.uint8)
-            cv2.circle(image, (240 + int(150 * np.sin(self.n / 10)), 180), 30, (0, 200, 255), -1)
+            image = np.full((h, w, 3), colour, np.uint8)
+            cv2.circle(image, (w // 2 + int(w * 0.3 * np.sin(self.n / 10)), h // 2), h // 12,
+                       (0, 200, 255), -1)
             self.n += 1
             frame = VideoFrame.from_ndarray(image, format="bgr24")
             frame.pts, frame.time_base = pts, time_base
@@ -44,13 +47,12 @@ def _video_track() -> Any:
     return Synthetic()
 
 
-def _tone_track() -> Any:
+def tone(hz: float = 440.0) -> Any:
+    """A SIMULATED voice: a steady tone, paced in 20 ms frames."""
     from aiortc.mediastreams import AudioStreamTrack
     from av import AudioFrame
 
     class Tone(AudioStreamTrack):
-        """A 440 Hz tone (the clerk's SIMULATED voice)."""
-
         def __init__(self) -> None:
             super().__init__()
             self.sample = 0
@@ -59,8 +61,8 @@ def _tone_track() -> Any:
             frame: Any = await super().recv()
             t = (np.arange(frame.samples) + self.sample) / 48000
             self.sample += frame.samples
-            tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
-            out = AudioFrame.from_ndarray(tone.reshape(1, -1), format="s16", layout="mono")
+            wave = (np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16)
+            out = AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
             out.pts, out.sample_rate = frame.pts, 48000
             out.time_base = fractions.Fraction(1, 48000)
             return out
@@ -164,7 +166,7 @@ class HeadlessClerk:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         # like the page: the camera goes back on the first video line, the voice on the audio
         used: set[int] = set()
-        for track in (_video_track(), _tone_track()):
+        for track in (synthetic_video(), tone()):
             for i, t in enumerate(pc.getTransceivers()):
                 if i not in used and t.kind == track.kind:
                     used.add(i)

@@ -62,6 +62,10 @@ class HubLink:
         call ends and the citizen goes back to the front of the queue."""
         self._pump: asyncio.Task[None] | None = None
         self._orphans: dict[str, asyncio.Task[None]] = {}
+        self.presence: dict[tuple[str, str], p.ClerkPresence] = {}
+        """Each clerk's last word on availability per centre (told again to a new hub)."""
+        self._welcomes = 0
+        client.listener = self._client_event
         for event in ("queue.snapshot", "ticket.offered", "call.start", *TO_CLERK_BY_CALL,
                       "hub.error"):
             client.sio.on(event, self._handler(event))
@@ -70,6 +74,23 @@ class HubLink:
         async def handle(data: Any = None) -> None:
             await self.from_hub(event, data if isinstance(data, dict) else {})
         return handle
+
+    async def _client_event(self, event: str, data: dict[str, Any]) -> None:
+        """After a reconnect: watch the queues again (rooms belong to the old socket) and, if
+        the hub did not know us any more (it restarted without shared state), say again which
+        clerks are signed in."""
+        if event != "hub.welcome":
+            return
+        self._welcomes += 1
+        if self._welcomes == 1:
+            return  # start() watches the queues
+        for centre in self.centres:
+            await self.client.send("queue.watch", p.QueueWatch(centre=centre))
+        if not data.get("resumed"):
+            for (clerk_id, _), message in list(self.presence.items()):
+                if clerk_id in self.clerks:
+                    await self.client.send("clerk.presence", message)
+        log.info("desk.hub_rejoined", resumed=bool(data.get("resumed")))
 
     async def start(self) -> None:
         """Connect, and ask for the queues of this desk's centres (sent again on change)."""
@@ -127,6 +148,8 @@ class HubLink:
             return "a clerk acts only as themself"
         if isinstance(message, p.ClerkPresence) and message.centre not in link.centres:
             return "not a centre of this clerk"
+        if isinstance(message, p.ClerkPresence):
+            self.presence[(link.clerk_id, message.centre)] = message
         call_id = getattr(message, "call_id", None)
         if call_id is not None and self.call_owner.get(call_id) != link.clerk_id:
             return "not your call"
@@ -145,6 +168,8 @@ class HubLink:
     async def detach(self, link: ClerkLink) -> None:
         if self.clerks.get(link.clerk_id) is link:
             del self.clerks[link.clerk_id]
+            for key in [k for k in self.presence if k[0] == link.clerk_id]:
+                del self.presence[key]
             for centre in link.centres:  # a closed browser is not available for new tickets
                 await self.client.send("clerk.presence", p.ClerkPresence(
                     clerk_id=link.clerk_id, centre=centre, matters=[], available=False))

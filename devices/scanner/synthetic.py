@@ -363,6 +363,7 @@ class SimulatedDocumentCamera:
         self.period = sum(d for _, d in self.PHASES)
         self._cache: dict[tuple[int, str, tuple[int, int]], Scene] = {}
         self._noise = np.random.default_rng(seed)
+        self._fields: dict[tuple[int, ...], list[np.ndarray]] = {}
 
     def spec(self, cycle: int, size: tuple[int, int] | None = None, **changes: object
              ) -> SceneSpec:
@@ -399,9 +400,18 @@ class SimulatedDocumentCamera:
         return self._cached(cycle, name, size)
 
     def frame(self, t: float, size: tuple[int, int] | None = None) -> np.ndarray:
-        """The camera image at time t, with fresh sensor noise."""
+        """The camera image at time t, with sensor noise (previews: one of eight fields drawn
+        once per size, so that a stream costs a lookup, not a random draw per pixel)."""
         image = self.scene(t, size).image
-        noise = self._noise.integers(-2, 3, size=image.shape, dtype=np.int16)
+        if image.size > 3_000_000:  # a full-resolution still: drawn fresh, not kept
+            fresh = self._noise.integers(-2, 3, size=image.shape, dtype=np.int16)
+            return np.asarray(np.clip(image.astype(np.int16) + fresh, 0, 255), np.uint8)
+        fields = self._fields.get(image.shape)
+        if fields is None:
+            fields = [self._noise.integers(-2, 3, size=image.shape, dtype=np.int16)
+                      for _ in range(8)]
+            self._fields[image.shape] = fields
+        noise = fields[int(self._noise.integers(0, len(fields)))]
         return np.asarray(np.clip(image.astype(np.int16) + noise, 0, 255), np.uint8)
 
     def reference(self, size: tuple[int, int] | None = None) -> np.ndarray:

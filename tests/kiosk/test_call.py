@@ -227,3 +227,49 @@ async def test_hub_restart_mid_call_both_sides_resume(tmp_path: Any) -> None:
         await clerk.decide(case_id, "accept")  # the receipt travels over the new hub
         screen = await KioskBot(stack).wait("result", timeout=15)
         assert screen["receipt"]["kind"] == "accept"
+
+
+async def test_reader_unplugged_mid_session_shows_the_fault_and_a_way_back(
+        tmp_path: Any) -> None:
+    async with run_stack(test_hosts=False, folder=tmp_path) as stack:
+        bot = KioskBot(stack)
+        await bot.press("touch")
+        await bot.press("choose_centre", centre="yongjia")
+        await bot.press("choose_matter", matter="gjj-jczm")
+        await bot.wait("read_card", timeout=5)
+        stack.sim.unplug()
+        screen = await bot.wait("device_fault", timeout=15)
+        assert "设备故障" in screen["prompt"]
+        screen = await bot.press("back")  # a way back: the session is wiped
+        assert screen["state"] == "idle"
+        stack.sim.replug()
+
+
+async def test_hub_restarted_without_shared_state_the_kiosk_asks_again(
+        tmp_path: Any) -> None:
+    async with run_stack(test_hosts=False, folder=tmp_path) as stack, \
+            clerk_of(stack) as clerk:
+        clerk.auto_accept = False  # signed in, busy: the citizen waits in the queue
+        bot = KioskBot(stack)
+        await bot.apply("yongjia", "gjj-jczm", skip_non_key=True)
+        screen = await bot.wait("waiting", timeout=10)
+        case_id = stack.kiosk.report.case_ids[-1]
+        assert screen["position"] == 1
+        hub = stack.kiosk.hub
+        assert hub is not None
+        before = hub.last["ticket.update"]
+        await stack.restart_hub(down_s=2.0)  # the memory hub forgot every ticket and clerk
+        await until(lambda: hub.last["ticket.update"] is not before and hub.connected, 40,
+                    "the ticket asked for again")
+        assert hub.last["ticket.update"]["case_id"] == case_id
+        assert hub.last["hub.welcome"]["resumed"] is False
+        await bot.wait("waiting", timeout=5)
+        assert stack.kiosk.report.case_ids == [case_id]  # the same case, nothing lost
+        # the desk told the new hub who is signed in and watches its queues again
+        await until(lambda: any(i.get("offered_to") == DEMO_CLERK
+                                for i in clerk.queue.values()
+                                if i["ticket_id"] == hub.last["ticket.update"]["ticket_id"]),
+                    20, "the ticket offered to the clerk by the new hub")
+        await clerk.accept(hub.last["ticket.update"]["ticket_id"])
+        await until(lambda: clerk.video_frames > 5, 30, "the call")
+        assert clerk.call is not None and clerk.call["case_id"] == case_id

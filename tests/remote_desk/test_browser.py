@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import shutil
 import time
@@ -26,6 +25,7 @@ from remote_desk.app import DeskApp
 from remote_desk.blobs import new_key, parse_key
 from remote_desk.config import DeskConfig
 from remote_desk.db import upgrade
+from remote_desk.headless import synthetic_video, tone
 from remote_desk.hublink import HubLink
 from remote_desk.package import Manifest, describe_file, sign
 from remote_desk.users import Role, add_user
@@ -74,8 +74,8 @@ class KioskPeer:
         self.audio_frames = 0
         self.audio_level = 0.0
         for colour in ((40, 120, 200), (230, 230, 230)):
-            self.pc.addTrack(_video_track(colour))
-        self.pc.addTrack(_audio_track())
+            self.pc.addTrack(synthetic_video(colour, (640, 480)))
+        self.pc.addTrack(tone())
 
         self.consumers: list[asyncio.Task[None]] = []
 
@@ -102,50 +102,6 @@ class KioskPeer:
         from aiortc import RTCSessionDescription
 
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-
-
-def _video_track(colour: tuple[int, int, int]) -> Any:
-    from aiortc import VideoStreamTrack
-    from av import VideoFrame
-
-    class Synthetic(VideoStreamTrack):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            self.n = 0
-
-        async def recv(self) -> Any:
-            pts, time_base = await self.next_timestamp()
-            image = np.full((480, 640, 3), colour, np.uint8)
-            cv2.circle(image, (320 + int(200 * np.sin(self.n / 10)), 240), 40, (0, 0, 255), -1)
-            self.n += 1
-            frame = VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts, frame.time_base = pts, time_base
-            return frame
-
-    return Synthetic()
-
-
-def _audio_track() -> Any:
-    from aiortc.mediastreams import AudioStreamTrack
-    from av import AudioFrame
-
-    class Tone(AudioStreamTrack):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            self.sample = 0
-
-        async def recv(self) -> Any:
-            frame = await super().recv()  # paces 20 ms frames of silence
-            n = frame.samples
-            t = (np.arange(n) + self.sample) / 48000
-            self.sample += n
-            tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
-            out = AudioFrame.from_ndarray(tone.reshape(1, -1), format="s16", layout="mono")
-            out.pts, out.sample_rate, out.time_base = frame.pts, 48000, fractions.Fraction(
-                1, 48000)
-            return out
-
-    return Tone()
 
 
 @pytest.fixture
