@@ -9,7 +9,8 @@
 (3) Browser clerk (root only): Debian's Chromium on a test host in its own network namespace
     (TESTING.md), the same measure taken in the page (accept click -> citizen video has a
     frame), and the kiosk process's CPU over a held call (this process then holds the kiosk,
-    hub and desk; the clerk's decoding is in Chromium, not here).
+    hub and desk; the clerk's decoding is in Chromium, not here), with the share of the
+    camera threads (the SIMULATED cameras rendering their scenes) reported apart.
 
     uv run python bench/call.py [--calls 12] [--browser-calls 6] [--hold 20] [--json]
 
@@ -35,6 +36,24 @@ from tongban.machine import machine
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _camera_cpu() -> float:
+    """CPU seconds of the camera grabber threads (here: the SIMULATED cameras rendering)."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    total = 0
+    for tid in os.listdir("/proc/self/task"):
+        if not names.get(int(tid), "").startswith("camera-"):
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def floor(runs: int) -> list[float]:
@@ -115,9 +134,11 @@ async def browser_path(calls: int, hold: float) -> dict[str, Any]:
             await clerk.start()
             # the idle kiosk (simulated cameras rendering, grabbers running) for comparison
             await asyncio.sleep(2)
-            wall0, cpu0 = time.perf_counter(), _cpu()
+            wall0, cpu0, cam0 = time.perf_counter(), _cpu(), _camera_cpu()
             await asyncio.sleep(hold / 2)
-            idle = (_cpu() - cpu0) / (time.perf_counter() - wall0)
+            idle_wall = time.perf_counter() - wall0
+            idle = (_cpu() - cpu0) / idle_wall
+            idle_cameras = (_camera_cpu() - cam0) / idle_wall
             await KioskBot(stack).apply("yongjia", "gjj-jczm", skip_non_key=True)
             page = clerk.page
             for n in range(calls):
@@ -134,15 +155,17 @@ async def browser_path(calls: int, hold: float) -> dict[str, Any]:
                     await page.evaluate("document.getElementById('citizen').srcObject = null")
             # the last call is held: the kiosk's CPU (this process) while it runs
             await asyncio.sleep(2)
-            wall0, cpu0 = time.perf_counter(), _cpu()
+            wall0, cpu0, cam0 = time.perf_counter(), _cpu(), _camera_cpu()
             frames0 = (await clerk.stats())["frames"]
             await asyncio.sleep(hold)
             wall, cpu = time.perf_counter() - wall0, _cpu() - cpu0
+            cameras = _camera_cpu() - cam0
             frames = (await clerk.stats())["frames"] - frames0
             incoming = stack.kiosk.peer.incoming.video_frames if stack.kiosk.peer else 0
         finally:
             await clerk.close()
     return {"setups": setups, "cpu_cores": cpu / wall, "idle_cores": idle, "hold_s": wall,
+            "camera_cores": cameras / wall, "idle_camera_cores": idle_cameras,
             "frames_at_clerk_per_s": frames / wall, "frames_at_kiosk": incoming}
 
 
@@ -176,7 +199,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         browser = await browser_path(args.browser_calls, args.hold)
         result["browser_ms"] = _stats(browser["setups"])
         result["kiosk_cpu_cores"] = round(browser["cpu_cores"], 3)
+        result["kiosk_cpu_cores_simulated_cameras"] = round(browser["camera_cores"], 3)
+        result["kiosk_cpu_cores_without_simulators"] = round(
+            browser["cpu_cores"] - browser["camera_cores"], 3)
         result["kiosk_idle_cpu_cores"] = round(browser["idle_cores"], 3)
+        result["kiosk_idle_cpu_cores_simulated_cameras"] = round(browser["idle_camera_cores"],
+                                                                 3)
         result["held_call"] = {"seconds": round(browser["hold_s"], 1),
                                "frames_at_clerk_per_s": round(browser["frames_at_clerk_per_s"],
                                                               1),

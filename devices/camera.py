@@ -286,7 +286,8 @@ class Camera:
         """Open the source (raising if it cannot be opened at all) and start grabbing."""
         self._open()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._grab, name="document-camera", daemon=True)
+        self._thread = threading.Thread(target=self._grab, name=f"camera-{self.config.source}",
+                                        daemon=True)
         self._thread.start()
         return self
 

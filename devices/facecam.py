@@ -84,6 +84,13 @@ class SimulatedFace:
         """``turn`` > 0 turns the head to the person's left (nose towards the image's right)
         by about ``turn`` eye distances; ``jitter`` pixels of sway like a real sitter."""
         shift = self._rng.normal(0, jitter, 2) if jitter else np.zeros(2)
+        if turn == 0 and not eyes_closed:  # frontal: the sway alone, a cheap translation
+            h, w = self.portrait.shape[:2]
+            sway = np.array([[1, 0, shift[0]], [0, 1, shift[1]]], np.float32)
+            moved: np.ndarray = cv2.warpAffine(self.portrait, sway, (w, h),
+                                               flags=cv2.INTER_LINEAR,
+                                               borderMode=cv2.BORDER_REFLECT)
+            return moved
         map_x = (self._xx - turn * 0.8 * self.eye_distance * self._bump
                  - np.float32(shift[0])).astype(np.float32)
         map_y = (self._yy - np.float32(shift[1])).astype(np.float32)
