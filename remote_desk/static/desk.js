@@ -152,9 +152,13 @@ async function showIdentity(caseId, files) {
   row(table, "证件类型", card.card_type); row(table, "姓名", card.name); row(table, "证件号码", card.id_number);
   row(table, "号码校验", card.id_number_valid === undefined ? undefined : (card.id_number_valid ? "通过" : "未通过"));
   row(table, "有效期", card.valid_from ? `${card.valid_from} 至 ${card.valid_long_term ? "长期" : card.valid_to}` : undefined);
-  row(table, "人证比对", v.decision ? `${v.decision}（距离 ${v.distance ?? "—"}，阈值 ${v.threshold ?? "—"}）` : id.decision);
+  const DECISION_ZH = { match: "一致", review: "待人工复核", no_match: "不一致", no_face: "未检测到人脸", multiple_faces: "多张人脸", poor_quality: "图像质量不足" };
+  const num = (x) => (typeof x === "number" ? x.toFixed(2) : "—");
+  row(table, "人证比对", v.decision ? `${DECISION_ZH[v.decision] || v.decision}（距离 ${num(v.distance)}，阈值 ${num(v.threshold)}）` : id.decision);
   row(table, "活体检测", v.liveness ? `${v.liveness.passed ? "通过" : "未通过"}${v.liveness.simulated ? "（模拟）" : ""}` : undefined);
-  for (const step of v.liveness?.steps || []) row(table, `　${step.step}`, `${step.passed ? "完成" : "未完成"}（${step.started_at}–${step.ended_at ?? "—"} 秒）`);
+  const sec = (x) => (x === null || x === undefined ? "—" : Number(x).toFixed(1));
+  const STEP_ZH = { turn_left: "向左转头", turn_right: "向右转头", blink: "眨眼" };
+  for (const step of v.liveness?.steps || []) row(table, `　${STEP_ZH[step.step] || step.step}`, `${step.passed ? "完成" : "未完成"}（${sec(step.started_at)}–${sec(step.ended_at)} 秒）`);
   if (id.agent) row(table, "代办", (id.represented || []).join("、"));
   box.appendChild(table);
   for (const name of ["card_photo.jpg", "live_still.jpg"]) {
