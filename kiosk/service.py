@@ -16,8 +16,10 @@ import secrets
 import shutil
 import threading
 import time
+import traceback
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -110,6 +112,7 @@ class KioskService:
         self._case_id: str | None = None
         self._ticket_id: str | None = None
         self._rerequests = 0
+        self._shown_state = State.IDLE
         self._uploaded: str | None = None
         self._supplements = 0
         self._tasks: dict[str, asyncio.Task[Any]] = {}
@@ -183,7 +186,10 @@ class KioskService:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            log.error("kiosk.task_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            # where it failed, never the message (it could quote a card field)
+            frames = traceback.extract_tb(exc.__traceback__) if exc is not None else []
+            where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+            log.error("kiosk.task_failed", error=type(exc).__name__, where=where)
 
     def _stop_task(self, name: str) -> None:
         task = self._tasks.pop(name, None)
@@ -226,6 +232,11 @@ class KioskService:
 
     async def _carry_out(self, actions: list[Action]) -> None:
         """Called under the lock; long work goes to tasks."""
+        if self.session.state is not self._shown_state:
+            # a new screen: the last step's notes do not belong on it
+            self._shown_state = self.session.state
+            for key in ("hint", "gate", "call_note"):
+                self.screen.extras.pop(key, None)
         for action in actions:
             log.info("kiosk.action", action=action.value, state=self.session.state.value)
             if action is Action.WIPE:
@@ -261,6 +272,17 @@ class KioskService:
     async def _watch_card(self) -> None:
         """Watch the reader while a card is wanted or being compared."""
         self.screen.extras["hint"] = "身份证放好后请不要移动"
+        try:
+            await self._card_events()
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:  # a driver failure must not leave the citizen at a frozen step
+            log.error("kiosk.reader_failed", error=type(exc).__name__)
+            with contextlib.suppress(Exception):
+                await self.devices.reader.close()
+            await self.event("device_fault", device="idcard")
+
+    async def _card_events(self) -> None:
         async for event in CardWatcher(self.devices.reader).events():
             if isinstance(event, CardInserted) and self.session.state is State.READ_CARD:
                 read = event.read

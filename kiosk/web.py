@@ -118,7 +118,7 @@ class TouchScreen:
                 actions = self.session.handle(name, time.monotonic(), **data)
             except (TransitionError, TypeError) as exc:
                 return web.json_response({"error": str(exc), **self._screen()}, status=409)
-            if actions and self.on_actions is not None:
+            if self.on_actions is not None:  # also with no actions: the screen changed
                 await self.on_actions(actions)
         return web.json_response(self._screen())
 

@@ -475,6 +475,7 @@ async def _case(stack: Stack, artifacts: Path | None) -> dict[str, Any]:
         if artifacts is not None:
             artifacts.mkdir(parents=True, exist_ok=True)
             await clerk.page.screenshot(path=str(artifacts / "demo-clerk-call.png"))
+            await _kiosk_screenshot(stack, artifacts / "demo-kiosk-call.png", "#video-clerk")
         step("review")
         await clerk.page.check("input[value=accept]")
         await clerk.page.click("#decide")
@@ -517,7 +518,7 @@ async def _case(stack: Stack, artifacts: Path | None) -> dict[str, Any]:
     return out
 
 
-async def _kiosk_screenshot(stack: Stack, path: Path) -> None:
+async def _kiosk_screenshot(stack: Stack, path: Path, selector: str = "#qr") -> None:
     """The kiosk's own screen, in a second headless Chromium on loopback."""
     from playwright.async_api import async_playwright
 
@@ -527,7 +528,8 @@ async def _kiosk_screenshot(stack: Stack, path: Path) -> None:
                                            args=["--no-sandbox", "--disable-gpu"])
         page = await browser.new_page(viewport={"width": 1280, "height": 1024})
         await page.goto(stack.kiosk_url + "/")
-        await page.wait_for_selector("#qr", timeout=5000)
+        await page.wait_for_selector(selector, timeout=5000)
+        await asyncio.sleep(0.5)  # the live pictures' first frames
         await page.screenshot(path=str(path))
         await browser.close()
 

@@ -155,13 +155,15 @@ class SerialLine:
         try:
             self._serial = serial.Serial(self.port, self.baud, timeout=0.1, write_timeout=1.0,
                                          exclusive=True)
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+            # termios.error: a port that vanished between open() and its configuration (a
+            # pty whose other end closed, a USB reader pulled out at that moment)
             self._serial = None
             raise PortGoneError(f"cannot open serial port {self.port}: {_reason(exc)}") from None
 
     def close(self) -> None:
         if self._serial is not None:
-            with contextlib.suppress(serial.SerialException, OSError):
+            with contextlib.suppress(serial.SerialException, OSError, termios.error):
                 self._serial.close()
             self._serial = None
 

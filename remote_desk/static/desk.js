@@ -35,7 +35,7 @@ function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
   state.ws = new WebSocket(`${proto}://${location.host}/ws?csrf=${encodeURIComponent(state.csrf)}`);
   state.ws.onmessage = (m) => { const { event, data } = JSON.parse(m.data); (handlers[event] || (() => {}))(data); };
-  state.ws.onopen = () => setAvailable($("available").checked = true);
+  state.ws.onopen = () => { setAvailable($("available").checked = true); openCamera(); };
 }
 
 function setAvailable(available) {
@@ -76,6 +76,15 @@ const handlers = {
   "desk.error": (e) => console.warn("desk refused", e),
 };
 
+// the clerk's camera and microphone open once, when they sign in (the permission question
+// comes then, and the first call does not wait for the camera to start)
+async function openCamera() {
+  if (state.local && state.local.getTracks().some((t) => t.readyState === "live")) return;
+  try {
+    state.local = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+  } catch (e) { console.warn("no camera or microphone", e); }
+}
+
 async function startCall(call) {
   state.call = call;
   show("call-view", true); show("case-view", true);
@@ -91,9 +100,7 @@ async function startCall(call) {
       audio.srcObject = new MediaStream([e.track]); document.body.appendChild(audio);
     }
   };
-  try {
-    state.local = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
-  } catch (e) { console.warn("no camera or microphone", e); }
+  await openCamera();
   loadCase(call.case_id);
   state.stats = setInterval(showStats, 1000);
 }
