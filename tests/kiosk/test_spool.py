@@ -78,3 +78,33 @@ async def test_unreachable_desk_then_delivered_exactly_once(tmp_path: Path) -> N
         await deliver(spool, "case-0002", f"http://127.0.0.1:{port}", "k1")
     assert err.value.code == "bad_signature"
     await server.close()
+
+
+async def test_delivery_speaks_https_and_trusts_only_the_configured_ca(tmp_path: Path) -> None:
+    import ssl
+
+    from tests.tls import self_signed
+
+    cert, key_file = self_signed(tmp_path)
+    creds = CredentialStore(tmp_path / "creds.json")
+    key = creds.create("k1", ClientKind.KIOSK, site="s1")
+    url = f"sqlite:///{tmp_path / 'desk.db'}"
+    await asyncio.to_thread(upgrade, url)
+    desk = DeskApp(DeskConfig(database=url, files_dir=tmp_path / "files", centres=["yongjia"],
+                              kiosk_credentials=tmp_path / "creds.json", behind_tls=True),
+                   files_key=parse_key(new_key()))
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ssl.load_cert_chain(cert, key_file)
+    server = TestServer(desk.app, host="127.0.0.1", scheme="https")
+    await server.start_server(ssl=server_ssl)
+    base = f"https://127.0.0.1:{server.port}"
+    spool = Spool(tmp_path / "spool")
+    spool.put(_package(key))
+    # the system's trust store does not know this desk: nothing is sent, the package waits
+    with pytest.raises(TimeoutError):
+        await deliver(spool, "case-0001", base, "k1", attempts=2, first_delay=0.05)
+    assert spool.pending() == ["case-0001"]
+    trusted = ssl.create_default_context(cafile=str(cert))
+    assert await deliver(spool, "case-0001", base, "k1", ssl=trusted) == "stored"
+    assert spool.pending() == []
+    await server.close()
