@@ -235,7 +235,7 @@ class KioskService:
         if self.session.state is not self._shown_state:
             # a new screen: the last step's notes do not belong on it
             self._shown_state = self.session.state
-            for key in ("hint", "gate", "call_note"):
+            for key in ("hint", "gate", "call_note", "speak"):
                 self.screen.extras.pop(key, None)
         for action in actions:
             log.info("kiosk.action", action=action.value, state=self.session.state.value)
@@ -357,11 +357,13 @@ class KioskService:
             seq = frame.seq
             started = frame.t if started is None else started
             status = challenge.feed(frame.image, frame.t - started)
-            if status.prompt_zh:
+            if status.prompt_zh and status.step is not None:
                 self.screen.extras["hint"] = status.prompt_zh + (
                     "（模拟人脸）" if camera.simulated else "")
+                self.screen.extras["speak"] = f"liveness_{status.step.value}"
         if sim is not None:
             sim.step = None
+        self.screen.extras.pop("speak", None)
         self.screen.extras["hint"] = "请正对摄像头，正在比对"
         verifier = Verifier(self.engine, face)
         card = verifier.prepare_card(card_photo)

@@ -12,12 +12,26 @@ from typing import Any
 
 from aiohttp import web
 
-from kiosk.session import PROMPTS, STILL_THERE, Action, Session, State, TransitionError
+from kiosk.session import PROMPTS, STILL_THERE, Action, Session, TransitionError
 
 STATIC = Path(__file__).parent / "static"
 TOUCH_EVENTS = frozenset({"touch", "choose_centre", "choose_matter", "back", "cancel", "skip",
                           "retake", "still_here", "done", "finish"})
 """What the screen may send; devices, the hub and the desk speak to the session directly."""
+
+
+def _spoken() -> dict[str, str]:
+    """Every sentence the kiosk may speak, by key: each screen's prompt, "are you still
+    there?", and the liveness prompts (the face check speaks each turn it asks for)."""
+    from kiosk.identity.liveness import PROMPTS as LIVENESS
+
+    out = {state.value: text for state, text in PROMPTS.items()}
+    out["still_there"] = STILL_THERE
+    out.update({f"liveness_{step.value}": zh for step, (zh, _) in LIVENESS.items()})
+    return out
+
+
+SPOKEN = _spoken()
 
 
 class TouchScreen:
@@ -125,8 +139,7 @@ class TouchScreen:
     async def speech(self, request: web.Request) -> web.StreamResponse:
         """The prompt of a screen, spoken (espeak-ng, offline), cached as WAV."""
         state = request.match_info["state"]
-        text = STILL_THERE if state == "still_there" else PROMPTS.get(State(state)) \
-            if state in State._value2member_map_ else None
+        text = SPOKEN.get(state)
         if text is None or self.speech_dir is None or shutil.which("espeak-ng") is None:
             raise web.HTTPNotFound()
         self.speech_dir.mkdir(parents=True, exist_ok=True)

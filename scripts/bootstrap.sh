@@ -32,6 +32,7 @@ if [ "$want_system_packages" = "--system" ]; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   # a CJK font, so that the browser tests' screenshots show Chinese, not boxes
   fc-list 2>/dev/null | grep -qi -e wqy -e "noto sans cjk" || missing+=(fonts-wqy-zenhei)
+  command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

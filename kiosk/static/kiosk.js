@@ -15,7 +15,7 @@ function button(label, onClick, cls = "") {
 }
 
 function speak(screen) {
-  const key = screen.still_there ? "still_there" : screen.state;
+  const key = screen.still_there ? "still_there" : (screen.speak || screen.state);
   if (key === lastSpoken) return;
   lastSpoken = key;
   const voice = $("voice");

@@ -160,3 +160,22 @@ async def test_live_pictures_and_receipt_qr_endpoints(screen: tuple[str, Session
         async with s.post(base + "/api/event", json={"event": "card_read",
                                                      "data": {"card": {}}}) as r:
             assert r.status == 403  # only touches come from the screen
+
+
+async def test_spoken_prompts_cover_the_liveness_turns(tmp_path: Path) -> None:
+    import aiohttp
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (the page falls back to the browser's voice)")
+    session = Session(load_catalogue(), now=time.monotonic(), last_touch=time.monotonic())
+    server = TestServer(TouchScreen(session, tmp_path / "speech").app, host="127.0.0.1")
+    await server.start_server()
+    base = str(server.make_url("")).rstrip("/")
+    async with aiohttp.ClientSession() as s:
+        for key in ("idle", "still_there", "liveness_turn_left", "liveness_turn_right"):
+            async with s.get(f"{base}/api/speech/{key}.wav") as r:
+                assert r.status == 200, key
+                assert (await r.read())[:4] == b"RIFF"
+        async with s.get(f"{base}/api/speech/anything_else.wav") as r:
+            assert r.status == 404  # only the kiosk's own sentences, never free text
+    await server.close()
