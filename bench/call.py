@@ -60,7 +60,7 @@ async def floor(runs: int) -> list[float]:
     """Direct aiortc-to-aiortc set-up to the first decoded frame (no signaling server)."""
     from aiortc import RTCPeerConnection
 
-    from remote_desk.headless import synthetic_video
+    from tongban.rtc import synthetic_video
 
     out = []
     keep: list[asyncio.Task[None]] = []
@@ -224,7 +224,6 @@ def main() -> None:
     args = parser.parse_args()
     logs.configure("error")
     logging.getLogger().setLevel("ERROR")
-    os.environ.setdefault("TONGBAN_DEMO_KEEP", "")
     result = asyncio.run(main_async(args))
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))

@@ -19,7 +19,7 @@ import structlog
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
-from kiosk.media import IncomingMedia
+from tongban.rtc import IncomingMedia
 
 log = structlog.get_logger("kiosk.call")
 

@@ -1,6 +1,5 @@
 """The call's media on the kiosk: outgoing tracks from the face camera, the document camera
-and the microphone, and incoming sinks for the clerk's video (shown on the touch screen) and
-voice (played, and metered).
+and the microphone (what comes back from the clerk is ``tongban.rtc.IncomingMedia``).
 
 Tracks read the cameras' newest frame without waiting (the grabbers run on their own threads),
 so the event loop never blocks on a device; aiortc encodes on its own worker threads.
@@ -9,7 +8,6 @@ so the event loop never blocks on a device; aiortc encodes on its own worker thr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fractions
 import time
 from typing import Any
@@ -134,65 +132,3 @@ def microphone_track(device: str | None, fmt: str, *, simulated: bool) -> Any:
             raise RuntimeError(f"microphone {device} ({fmt}) gives no audio")
         return player.audio
     return SimulatedVoiceTrack() if simulated else SilenceTrack()
-
-
-class IncomingMedia:
-    """What the clerk sends: the newest video frame (for the touch screen) and audio levels."""
-
-    def __init__(self, speaker: str | None = None) -> None:
-        self.speaker = speaker
-        self.video_frames = 0
-        self.audio_frames = 0
-        self.audio_level = 0.0
-        """Largest mean absolute sample (int16 scale) received."""
-        self.last_media_at: float | None = None
-        self.first_video_at: float | None = None
-        self.latest_jpeg: bytes | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._recorder: Any = None
-
-    def attach(self, track: Any) -> None:
-        if track.kind == "audio" and self.speaker:
-            from aiortc.contrib.media import MediaRecorder, MediaRelay
-
-            relay = MediaRelay()
-            self._recorder = MediaRecorder(self.speaker, format="alsa")
-            self._recorder.addTrack(relay.subscribe(track))
-            self._tasks.append(asyncio.ensure_future(self._recorder.start()))
-            track = relay.subscribe(track)
-        self._tasks.append(asyncio.ensure_future(self._consume(track)))
-
-    async def _consume(self, track: Any) -> None:
-        jpeg_every = 0.1
-        last_jpeg = 0.0
-        with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
-            while True:
-                frame = await track.recv()
-                now = time.monotonic()
-                self.last_media_at = now
-                if track.kind == "video":
-                    self.video_frames += 1
-                    if self.first_video_at is None:
-                        self.first_video_at = now
-                    if now - last_jpeg >= jpeg_every:
-                        last_jpeg = now
-                        image = frame.to_ndarray(format="bgr24")
-                        self.latest_jpeg = await asyncio.to_thread(_jpeg, image)
-                else:
-                    self.audio_frames += 1
-                    samples = frame.to_ndarray().astype(np.float32)
-                    self.audio_level = max(self.audio_level, float(np.abs(samples).mean()))
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._recorder is not None:
-            with contextlib.suppress(Exception):
-                await self._recorder.stop()
-        self._tasks.clear()
-        self.latest_jpeg = None
-
-
-def _jpeg(image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 75])
-    return bytes(buf) if ok else b""

@@ -11,63 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import time
 from typing import Any
 
 import aiohttp
-import cv2
-import numpy as np
 
-
-def synthetic_video(colour: tuple[int, int, int] = (90, 60, 30),
-                    size: tuple[int, int] = (480, 360)) -> Any:
-    """A SIMULATED camera track: a dot moving across a plain background."""
-    from aiortc import VideoStreamTrack
-    from av import VideoFrame
-
-    w, h = size
-
-    class Synthetic(VideoStreamTrack):
-        def __init__(self) -> None:
-            super().__init__()
-            self.n = 0
-
-        async def recv(self) -> Any:
-            pts, time_base = await self.next_timestamp()
-            image = np.full((h, w, 3), colour, np.uint8)
-            cv2.circle(image, (w // 2 + int(w * 0.3 * np.sin(self.n / 10)), h // 2), h // 12,
-                       (0, 200, 255), -1)
-            self.n += 1
-            frame = VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts, frame.time_base = pts, time_base
-            return frame
-
-    return Synthetic()
-
-
-def tone(hz: float = 440.0) -> Any:
-    """A SIMULATED voice: a steady tone, paced in 20 ms frames."""
-    from aiortc.mediastreams import AudioStreamTrack
-    from av import AudioFrame
-
-    class Tone(AudioStreamTrack):
-        def __init__(self) -> None:
-            super().__init__()
-            self.sample = 0
-
-        async def recv(self) -> Any:
-            frame: Any = await super().recv()
-            t = (np.arange(frame.samples) + self.sample) / 48000
-            self.sample += frame.samples
-            wave = (np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16)
-            out = AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
-            out.pts, out.sample_rate = frame.pts, 48000
-            out.time_base = fractions.Fraction(1, 48000)
-            return out
-
-    return Tone()
+from tongban.rtc import IncomingMedia, synthetic_video, tone
 
 
 class HeadlessClerk:
@@ -86,14 +36,25 @@ class HeadlessClerk:
         self.ended: list[str] = []
         self.queue: dict[str, dict[str, Any]] = {}
         self.auto_accept = True
-        self.video_frames = 0
-        self.audio_frames = 0
-        self.audio_level = 0.0
+        self.incoming = IncomingMedia(pictures=False)
+        """What the current call brought from the kiosk."""
         self.accepted_at: float | None = None
-        self.first_frame_at: float | None = None
+        """time.monotonic() of the last accept."""
         self.call_started = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
-        self._consumers: list[asyncio.Task[None]] = []
+
+    @property
+    def video_frames(self) -> int:
+        return self.incoming.video_frames
+
+    @property
+    def audio_level(self) -> float:
+        return self.incoming.audio_level
+
+    @property
+    def first_frame_at(self) -> float | None:
+        """time.monotonic() of the current call's first decoded video frame."""
+        return self.incoming.first_video_at
 
     async def start(self) -> None:
         self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
@@ -146,7 +107,7 @@ class HeadlessClerk:
                 self.call_started.clear()
 
     async def accept(self, ticket_id: str) -> None:
-        self.accepted_at = time.perf_counter()
+        self.accepted_at = time.monotonic()
         await self.send("ticket.accept", {"ticket_id": ticket_id, "clerk_id": self.username})
 
     async def _new_peer(self) -> None:
@@ -154,10 +115,7 @@ class HeadlessClerk:
 
         await self._close_peer()
         self.pc = RTCPeerConnection()
-        self.pc.on("track", self._on_track)
-
-    def _on_track(self, track: Any) -> None:
-        self._consumers.append(asyncio.ensure_future(self._consume(track)))
+        self.pc.on("track", self.incoming.attach)
 
     async def _answer(self, sdp: str) -> None:
         from aiortc import RTCSessionDescription
@@ -178,23 +136,8 @@ class HeadlessClerk:
         await self.send("call.answer", {"call_id": self.call["call_id"],
                                         "sdp": pc.localDescription.sdp})
 
-    async def _consume(self, track: Any) -> None:
-        with contextlib.suppress(Exception):
-            while True:
-                frame = await track.recv()
-                if track.kind == "video":
-                    self.video_frames += 1
-                    if self.first_frame_at is None:
-                        self.first_frame_at = time.perf_counter()
-                else:
-                    self.audio_frames += 1
-                    level = float(np.abs(frame.to_ndarray().astype(np.float32)).mean())
-                    self.audio_level = max(self.audio_level, level)
-
     async def _close_peer(self) -> None:
-        for task in self._consumers:
-            task.cancel()
-        self._consumers.clear()
+        await self.incoming.close()
         if self.pc is not None:
             with contextlib.suppress(Exception):
                 await self.pc.close()
@@ -223,8 +166,8 @@ class HeadlessClerk:
             await self._close_peer()
             self.call = None
             self.call_started.clear()
-        self.accepted_at = self.first_frame_at = None
-        self.video_frames = self.audio_frames = 0
+        self.accepted_at = None
+        self.incoming = IncomingMedia(pictures=False)
 
     async def case(self, case_id: str) -> dict[str, Any] | None:
         assert self.http is not None

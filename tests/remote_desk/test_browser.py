@@ -25,7 +25,6 @@ from remote_desk.app import DeskApp
 from remote_desk.blobs import new_key, parse_key
 from remote_desk.config import DeskConfig
 from remote_desk.db import upgrade
-from remote_desk.headless import synthetic_video, tone
 from remote_desk.hublink import HubLink
 from remote_desk.package import Manifest, describe_file, sign
 from remote_desk.users import Role, add_user
@@ -34,6 +33,7 @@ from signaling.client import HubClient
 from signaling.protocol import ClientKind
 from tests import netns
 from tests.signaling.conftest import start_hub
+from tongban.rtc import IncomingMedia, synthetic_video, tone
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "correct horse battery"
@@ -70,29 +70,11 @@ class KioskPeer:
         from aiortc import RTCPeerConnection
 
         self.pc = RTCPeerConnection()
-        self.frames = 0
-        self.audio_frames = 0
-        self.audio_level = 0.0
+        self.incoming = IncomingMedia(pictures=False)
         for colour in ((40, 120, 200), (230, 230, 230)):
             self.pc.addTrack(synthetic_video(colour, (640, 480)))
         self.pc.addTrack(tone())
-
-        self.consumers: list[asyncio.Task[None]] = []
-
-        @self.pc.on("track")
-        def on_track(track: Any) -> None:
-            self.consumers.append(asyncio.ensure_future(self._consume(track)))
-
-    async def _consume(self, track: Any) -> None:
-        with contextlib.suppress(Exception):
-            while True:
-                frame = await track.recv()
-                if track.kind == "video":
-                    self.frames += 1
-                else:
-                    self.audio_frames += 1
-                    samples = frame.to_ndarray().astype(np.float32)
-                    self.audio_level = max(self.audio_level, float(np.abs(samples).mean()))
+        self.pc.on("track", self.incoming.attach)
 
     async def offer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -210,12 +192,14 @@ async def test_clerk_takes_a_call_and_decides_in_chromium(stack: dict[str, Any])
             "document.getElementById('document').videoWidth > 0", timeout=15_000)
         await page.screenshot(path=str(ARTIFACTS / "desk-call.png"))
         deadline = time.monotonic() + 10
-        while (peer.frames < 30 or peer.audio_frames < 50) and time.monotonic() < deadline:
+        got = peer.incoming
+        while (got.video_frames < 30 or got.audio_frames < 50) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         directions = [line for line in answer["sdp"].splitlines()
                       if line in ("a=sendrecv", "a=recvonly", "a=sendonly", "a=inactive")]
-        assert peer.frames >= 30, f"no video from the clerk's browser ({directions})"
-        assert peer.audio_frames >= 50 and peer.audio_level > 0, "no audio from the clerk"
+        assert peer.incoming.video_frames >= 30, f"no video from the clerk's browser ({directions})"
+        assert peer.incoming.audio_frames >= 50 and peer.incoming.audio_level > 0, \
+            "no audio from the clerk"
         has_audio = await page.evaluate(
             "() => { const a = document.getElementById('citizen-audio');"
             " return !!a && a.srcObject.getAudioTracks().length > 0; }")
@@ -254,4 +238,4 @@ async def test_clerk_takes_a_call_and_decides_in_chromium(stack: dict[str, Any])
     assert {"login", "intake", "view", "download", "decide"} <= set(actions)
     (ARTIFACTS / "desk-call.json").write_text(json.dumps(
         {"accept_to_first_frame_ms": round(first_frame_ms), "kiosk_received_frames":
-         peer.frames, "kiosk_received_audio_frames": peer.audio_frames}))
+         peer.incoming.video_frames, "kiosk_received_audio_frames": peer.incoming.audio_frames}))
