@@ -282,9 +282,18 @@ class Camera:
     def simulated(self) -> bool:
         return self.source.simulated
 
-    def start(self) -> Camera:
-        """Open the source (raising if it cannot be opened at all) and start grabbing."""
-        self._open()
+    def start(self, *, keep_trying: bool = False) -> Camera:
+        """Open the source and start grabbing. If it cannot be opened this raises, unless
+        ``keep_trying``: then the grabber keeps trying every ``reconnect_interval`` (a service
+        that boots before its USB camera is there)."""
+        try:
+            self._open()
+        except CameraError as exc:
+            if not keep_trying:
+                raise
+            self.connected = False
+            self.last_error = str(exc)
+            log.warning("camera.absent_at_start", source=self.config.source)
         self._stop.clear()
         self._thread = threading.Thread(target=self._grab, name=f"camera-{self.config.source}",
                                         daemon=True)

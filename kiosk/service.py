@@ -133,8 +133,9 @@ class KioskService:
         self._wipe_work_dir()
         if wiped:
             log.warning("kiosk.spool_wiped_at_start", packages=wiped)
-        await asyncio.to_thread(self.devices.face.start)
-        await asyncio.to_thread(self.devices.document.start)
+        # a camera that is not there yet is waited for; the step that needs it shows the fault
+        for camera in (self.devices.face, self.devices.document):
+            await asyncio.to_thread(camera.start, keep_trying=True)
         if self.kconf.hub_url:
             self.hub = HubClient(self.kconf.hub_url, self.kconf.kiosk_id, p.ClientKind.KIOSK,
                                  self.key, keep_queues=False)

@@ -84,6 +84,20 @@ def test_unplugged_camera_is_reported_and_reconnected(tmp_path: Path) -> None:
         assert fresh.seq > frame.seq
 
 
+def test_a_camera_absent_at_start_is_waited_for(tmp_path: Path) -> None:
+    video = tmp_path / "camera.avi"  # not there yet: a service booting before its camera
+    config = CameraConfig(source=str(video), fps=20, reconnect_interval=0.1, frame_timeout=1)
+    camera = DocumentCamera(config).start(keep_trying=True)
+    try:
+        assert not camera.connected and camera.last_error
+        with pytest.raises(CameraGoneError):
+            camera.latest(timeout=0.3)
+        _write_video(video)
+        assert camera.latest(timeout=3).image.shape == (480, 640, 3) and camera.connected
+    finally:
+        camera.stop()
+
+
 def test_simulated_camera_is_labelled_and_captures_a_page() -> None:
     config = ScannerConfig(camera=CameraConfig(source="sim:3", capture_size=(1440, 1080),
                                                fps=20), stable_seconds=0.6)
