@@ -102,7 +102,7 @@ class KioskService:
                                   on_actions=self._carry_out, lock=self.lock)
         self.screen.videos.update(face=lambda: self._camera_jpeg("face"),
                                   document=lambda: self._camera_jpeg("document"),
-                                  clerk=self._clerk_jpeg)
+                                  page=self._page_preview, clerk=self._clerk_jpeg)
         self.spool = Spool(self.kconf.spool_dir)
         self.hub: HubClient | None = None
         self.peer: CallPeer | None = None
@@ -392,6 +392,10 @@ class KioskService:
         material = self._current_material()
         if material is None:
             return
+        if not self.session.context.captured.get(material.code):
+            # a retake (or a first go): no page of this material is kept from before
+            self._files = [f for f in self._files if f.material != material.code]
+            self._jpeg_cache.pop("page", None)
         self._cancel = cancel = threading.Event()
         scanner = PageScanner(self.devices.document, self.config.scanner)
         pending_front: np.ndarray | None = None
@@ -412,12 +416,11 @@ class KioskService:
                 if material.card and pending_front is not None:
                     image = await asyncio.to_thread(compose_card_pair, pending_front, image)
                     pending_front = None
-                jpeg = await asyncio.to_thread(encode_jpeg, image,
-                                               self.config.scanner.jpeg_quality)
+                jpeg, preview = await asyncio.to_thread(self._page_jpegs, image)
                 count = sum(1 for f in self._files if f.material == material.code) + 1
                 self._files.append(CapturedFile(f"{material.code}-{count}.jpg", jpeg,
                                                 "image/jpeg", material.code))
-                self._jpeg_cache["page"] = (count, jpeg)
+                self._jpeg_cache["page"] = (count, preview)
                 self.screen.extras["hint"] = (f"已拍好第 {count} 页。还有下一页请放上，"
                                               "没有了请点“这份拍好了”")
                 await self.event("captured", material=material.code)
@@ -425,6 +428,14 @@ class KioskService:
             await self.event("device_fault", device="document_camera")
         finally:
             cancel.set()
+
+    def _page_jpegs(self, image: np.ndarray) -> tuple[bytes, bytes]:
+        """The page for the case, and a small preview for the citizen to check it."""
+        h, w = image.shape[:2]
+        scale = 480 / max(h, w)
+        small = cv2.resize(image, (max(1, int(w * scale)), max(1, int(h * scale))),
+                           interpolation=cv2.INTER_AREA)
+        return encode_jpeg(image, self.config.scanner.jpeg_quality), encode_jpeg(small, 80)
 
     def _one_page(self, scanner: PageScanner, cancel: threading.Event) -> np.ndarray | None:
         deadline = time.monotonic() + 2.0
@@ -791,6 +802,13 @@ class KioskService:
             return None
         self._jpeg_cache[which] = (frame.seq, bytes(buf))
         return bytes(buf)
+
+    def _page_preview(self) -> bytes | None:
+        """The last page captured of the current material (the citizen checks it)."""
+        cached = self._jpeg_cache.get("page")
+        if cached is None or self.session.state is not State.CAPTURE:
+            return None
+        return cached[1]
 
     def _clerk_jpeg(self) -> bytes | None:
         peer = self.peer

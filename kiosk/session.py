@@ -244,8 +244,9 @@ class Session:
         if self.state is State.VERIFY_FACE:
             return [Action.START_FACE_CHECK]
         self._expect(State.CAPTURE)
-        if material is not None:
-            self.context.captured.pop(material, None)
+        # retake: the pages of this material (the current one unless named) are dropped
+        code = material or self.context.materials[self.context.index].code
+        self.context.captured.pop(code, None)
         return [Action.START_CAPTURE]
 
     def _advance(self) -> list[Action]:

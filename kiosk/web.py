@@ -78,15 +78,22 @@ class TouchScreen:
             "Cache-Control": "no-store"})
         await response.prepare(request)
         last: bytes | None = None
+        repeated = True
         try:
+            await response.write(f"--{boundary}\r\n".encode())
             while True:
                 jpeg = source()
-                if jpeg is not None and jpeg is not last:
-                    last = jpeg
+                fresh = jpeg is not None and jpeg is not last
+                if fresh or (not repeated and last is not None):
+                    # Chromium shows a part once the next one starts: a still picture (a page
+                    # preview) is sent a second time so that it shows at all
+                    repeated = not fresh
+                    last = jpeg if fresh else last
+                    assert last is not None
                     await response.write(
-                        f"--{boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                        f"{len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
-                await asyncio.sleep(0.1)
+                        f"Content-Type: image/jpeg\r\nContent-Length: {len(last)}\r\n\r\n"
+                        .encode() + last + f"\r\n--{boundary}\r\n".encode())
+                await asyncio.sleep(0.1 if fresh or repeated else 0.3)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return response

@@ -73,13 +73,13 @@ function render(screen) {
 
 // live pictures: the face camera while verifying, the document camera while capturing, and in
 // the call the clerk large with the document camera small
-const WANTED = { verify_face: ["face"], capture: ["document"], in_call: ["clerk", "document"] };
+const WANTED = { verify_face: ["face"], capture: ["document", "page"], in_call: ["clerk", "document"] };
 function showVideos(screen) {
   const box = $("videos");
   const names = (WANTED[screen.state] || []).filter((n) => (screen.videos || []).includes(n));
   if (box.dataset.names === names.join(",")) return;
   box.dataset.names = names.join(","); box.innerHTML = "";
-  for (const n of names) { const img = document.createElement("img"); img.id = `video-${n}`; img.className = n === "clerk" ? "large" : "small"; img.alt = n === "clerk" ? "工作人员" : (n === "face" ? "您的画面" : "高拍仪画面"); img.src = `/api/video/${n}.mjpg`; box.appendChild(img); }
+  for (const n of names) { const img = document.createElement("img"); img.id = `video-${n}`; img.className = n === "clerk" ? "large" : "small"; img.alt = { clerk: "工作人员", face: "您的画面", document: "高拍仪画面", page: "刚拍好的材料" }[n]; img.src = `/api/video/${n}.mjpg`; box.appendChild(img); }
 }
 
 async function refresh() {

@@ -105,6 +105,9 @@ def test_key_materials_cannot_be_skipped_nor_confirmed_empty() -> None:
     s.handle("captured", 11, material="id_card")
     assert s.handle("retake", 12, material="id_card") == [Action.START_CAPTURE]
     assert "id_card" not in s.context.captured
+    s.handle("captured", 13, material="id_card")
+    assert s.handle("retake", 14) == [Action.START_CAPTURE]  # the current material
+    assert "id_card" not in s.context.captured
 
 
 @pytest.mark.parametrize(("state", "back_to"), [
