@@ -47,11 +47,13 @@ class NetworkConfig(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    hub_url: str | None = None
-    desk_url: str | None = None
+    hub_url: str | None = Field(None, description="the regional hub, e.g. https://hub:8765")
+    desk_url: str | None = Field(None, description="the desk receiving packages (default)")
+    desks: dict[str, str] = Field(default_factory=dict,
+                                  description="per destination centre, its desk's URL")
     stun: list[str] = Field(default_factory=list, description="stun:host:port")
     turn: list[str] = Field(default_factory=list, description="turn:host:port")
-    spool_dir: Path = Path("spool")
+    spool_dir: Path = Field(Path("spool"), description="encrypted packages awaiting delivery")
 
 
 class FaceSection(BaseModel):
@@ -198,7 +200,9 @@ async def run_checks(config: DoctorConfig) -> list[Check]:
             checks.append(await _timed(name, check_camera(camera, kind)))
     net = config.kiosk
     skews: list[float] = []
-    for name, url in (("hub", net.hub_url), ("desk", net.desk_url)):
+    servers = [("hub", net.hub_url), ("desk", net.desk_url),
+               *((f"desk {centre}", url) for centre, url in net.desks.items())]
+    for name, url in servers:
         if not url:
             checks.append(Check(name, "skip", f"no kiosk.{name}_url configured", 0))
             continue

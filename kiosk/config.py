@@ -7,14 +7,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from devices.doctor import NetworkConfig
 from devices.idcard.reader import ReaderConfig
 from devices.scanner.pipeline import ScannerConfig
 from kiosk.identity.config import FaceConfig
 from tongban.config import load_config
 
 
-class KioskSection(BaseModel):
-    """``[kiosk]``."""
+class KioskSection(NetworkConfig):
+    """``[kiosk]``: the doctor's keys (hub, desks, STUN/TURN, spool) and the service's own."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -23,16 +24,9 @@ class KioskSection(BaseModel):
     key_file: Path = Field(Path("kiosk-key.pem"), description="this kiosk's Ed25519 private "
                                                               "key (from `tongban signaling "
                                                               "credentials create`)")
-    hub_url: str | None = Field(None, description="the regional hub, e.g. https://hub:8765")
-    desk_url: str | None = Field(None, description="the desk receiving packages (default)")
-    desks: dict[str, str] = Field(default_factory=dict,
-                                  description="per destination centre, its desk's URL")
     ca_file: Path | None = Field(None, description="CA bundle for the hub and desks (HTTPS)")
-    stun: list[str] = Field(default_factory=list, description="stun:host:port (doctor checks)")
-    turn: list[str] = Field(default_factory=list, description="turn:host:port (doctor checks)")
     screen_host: str = Field("127.0.0.1", description="the touch screen is served here only")
     screen_port: int = Field(8700, ge=0, le=65535)
-    spool_dir: Path = Field(Path("spool"), description="encrypted packages awaiting delivery")
     work_dir: Path = Field(Path("kiosk-work"), description="the session's files (wiped)")
     catalogue: Path | None = Field(None, description="centres and matters (default: built in)")
     microphone: str | None = Field(None, description="ffmpeg input for the microphone, e.g. "

@@ -14,18 +14,14 @@ from typing import Any
 
 import cv2
 import numpy as np
-import structlog
 from aiortc import MediaStreamTrack
-from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame, VideoFrame
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
+from av import VideoFrame
 
 from devices.camera import Camera
-
-log = structlog.get_logger("kiosk.media")
+from tongban.rtc import tone
 
 VIDEO_CLOCK = 90_000
-AUDIO_RATE = 48_000
-AUDIO_PTIME = 0.020
 
 
 class CameraTrack(MediaStreamTrack):
@@ -33,13 +29,11 @@ class CameraTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, camera: Camera, *, fps: float, size: tuple[int, int],
-                 label: str) -> None:
+    def __init__(self, camera: Camera, *, fps: float, size: tuple[int, int]) -> None:
         super().__init__()
         self.camera = camera
         self.fps = fps
         self.size = size
-        self.label = label
         self._start: float | None = None
         self._count = 0
         self._blank = np.zeros((size[1], size[0], 3), np.uint8)
@@ -73,55 +67,6 @@ class CameraTrack(MediaStreamTrack):
         return frame
 
 
-class SimulatedVoiceTrack(MediaStreamTrack):
-    """A SIMULATED citizen's voice: a soft two-tone chime, so that the clerk hears (and a test
-    measures) that audio arrives. Real kiosks use the microphone (``kiosk.microphone``)."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._start: float | None = None
-        self._sample = 0
-
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        samples = int(AUDIO_RATE * AUDIO_PTIME)
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        due = self._start + self._sample / AUDIO_RATE
-        if due > now:
-            await asyncio.sleep(due - now)
-        t = (np.arange(samples) + self._sample) / AUDIO_RATE
-        tone = 523.25 if int(t[0]) % 2 == 0 else 659.25
-        wave = (np.sin(2 * np.pi * tone * t) * 6000).astype(np.int16)
-        frame = AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
-        frame.pts, frame.sample_rate = self._sample, AUDIO_RATE
-        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
-        self._sample += samples
-        return frame
-
-
-class SilenceTrack(MediaStreamTrack):
-    """No microphone configured: silence keeps the audio line (the clerk sees it is muted)."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._voice = SimulatedVoiceTrack()
-
-    async def recv(self) -> AudioFrame:
-        frame = await self._voice.recv()
-        silent = AudioFrame.from_ndarray(np.zeros((1, frame.samples), np.int16), format="s16",
-                                         layout="mono")
-        silent.pts, silent.sample_rate, silent.time_base = (frame.pts, frame.sample_rate,
-                                                            frame.time_base)
-        return silent
-
-
 def microphone_track(device: str | None, fmt: str, *, simulated: bool) -> Any:
     """The microphone (ffmpeg input), the simulated voice, or silence."""
     if device:
@@ -131,4 +76,6 @@ def microphone_track(device: str | None, fmt: str, *, simulated: bool) -> Any:
         if player.audio is None:
             raise RuntimeError(f"microphone {device} ({fmt}) gives no audio")
         return player.audio
-    return SimulatedVoiceTrack() if simulated else SilenceTrack()
+    if simulated:  # the demo's SIMULATED citizen: a tone the clerk hears and tests measure
+        return tone(523.25)
+    return AudioStreamTrack()  # aiortc's silence keeps the audio line; the clerk sees it mute

@@ -117,7 +117,6 @@ class KioskService:
         self._supplements = 0
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._cancel = threading.Event()
         self._jpeg_cache: dict[str, tuple[int, bytes]] = {}
         self.delivered: list[str] = []
         self._runner: Any = None
@@ -144,7 +143,7 @@ class KioskService:
                 await self.hub.connect(timeout=10)
             except Exception as exc:  # the kiosk still serves its screen; the session says
                 log.warning("kiosk.hub_unreachable_at_start", error=type(exc).__name__)
-                self._spawn(self._reconnect_hub())
+                self.hub.redial()
         if serve_screen:
             self._runner = web.AppRunner(self.screen.app, access_log=None)
             await self._runner.setup()
@@ -314,7 +313,7 @@ class KioskService:
             self.screen.extras["hint"] = "证件照片无法读取，请联系工作人员"
             await self.event("face_result", decision="no_face", liveness=False)
             return
-        self._cancel = cancel = threading.Event()
+        cancel = threading.Event()  # set when this task ends, however it ends
         try:
             result, liveness = await asyncio.to_thread(self._face_blocking, self._card_photo,
                                                        cancel)
@@ -396,7 +395,7 @@ class KioskService:
             # a retake (or a first go): no page of this material is kept from before
             self._files = [f for f in self._files if f.material != material.code]
             self._jpeg_cache.pop("page", None)
-        self._cancel = cancel = threading.Event()
+        cancel = threading.Event()  # set when this task ends, however it ends
         scanner = PageScanner(self.devices.document, self.config.scanner)
         pending_front: np.ndarray | None = None
         self.screen.extras["hint"] = f"请放上：{material.name}" + (
@@ -477,13 +476,6 @@ class KioskService:
         if self.hub is not None and self.hub.connected and ticket_id:
             with contextlib.suppress(Exception):
                 await self.hub.send("ticket.cancel", p.TicketCancel(ticket_id=ticket_id))
-
-    async def _reconnect_hub(self) -> None:
-        assert self.hub is not None
-        while not self.hub.connected:
-            await asyncio.sleep(2.0)
-            with contextlib.suppress(Exception):
-                await self.hub.connect(timeout=10)
 
     # -- the hub's events -----------------------------------------------------------------
 
@@ -578,8 +570,8 @@ class KioskService:
     # -- the call -------------------------------------------------------------------------
 
     def _tracks(self) -> list[Any]:
-        return [CameraTrack(self.devices.face, fps=15, size=(640, 480), label="face"),
-                CameraTrack(self.devices.document, fps=10, size=(960, 720), label="document"),
+        return [CameraTrack(self.devices.face, fps=15, size=(640, 480)),
+                CameraTrack(self.devices.document, fps=10, size=(960, 720)),
                 microphone_track(self.kconf.microphone, self.kconf.microphone_format,
                                  simulated=self.simulated)]
 
@@ -745,7 +737,6 @@ class KioskService:
         Undelivered packages stay encrypted in the spool until the desk has them."""
         for name in list(self._tasks):
             self._stop_task(name)
-        self._cancel.set()
         await self._close_peer()
         self._files = []
         self._card_photo = None

@@ -61,9 +61,13 @@ class HubClient:
             await self.listener("hub.disconnected", {"reason": str(reason)})
         # python-socketio reconnects after a lost transport but not when the server said
         # goodbye, which is what a hub does when it restarts: reconnect ourselves then
-        if self.reconnection and not self._closing and \
-                reason == socketio.AsyncClient.reason.SERVER_DISCONNECT and \
-                (self._redial is None or self._redial.done()):
+        if self.reconnection and reason == socketio.AsyncClient.reason.SERVER_DISCONNECT:
+            self.redial()
+
+    def redial(self) -> None:
+        """Keep trying to connect in the background until it works (or ``close``): after a
+        server's goodbye, or when the first connection failed."""
+        if not self._closing and (self._redial is None or self._redial.done()):
             self._redial = asyncio.ensure_future(self._reconnect())
 
     async def _reconnect(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import time
 from typing import Any
 
@@ -41,23 +40,19 @@ def synthetic_video(colour: tuple[int, int, int] = (90, 60, 30),
 
 
 def tone(hz: float = 440.0) -> Any:
-    """A SIMULATED voice: a steady tone, paced in 20 ms frames."""
+    """A SIMULATED voice: a steady tone in aiortc's own paced 20 ms frames (its silence,
+    filled in at the frame's own sample rate and timestamps)."""
     from aiortc.mediastreams import AudioStreamTrack
     from av import AudioFrame
 
     class Tone(AudioStreamTrack):
-        def __init__(self) -> None:
-            super().__init__()
-            self.sample = 0
-
         async def recv(self) -> Any:
             frame: Any = await super().recv()
-            t = (np.arange(frame.samples) + self.sample) / 48000
-            self.sample += frame.samples
+            t = (np.arange(frame.samples) + frame.pts) / frame.sample_rate
             wave = (np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16)
             out = AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
-            out.pts, out.sample_rate = frame.pts, 48000
-            out.time_base = fractions.Fraction(1, 48000)
+            out.pts, out.sample_rate, out.time_base = frame.pts, frame.sample_rate, \
+                frame.time_base
             return out
 
     return Tone()

@@ -74,6 +74,7 @@ source = "sim"
 [kiosk]
 hub_url = "{url}"
 desk_url = "{url}"
+desks = {{ wujiang = "{url}" }}
 stun = ["stun:127.0.0.1:{stun_port}"]
 turn = ["turn:127.0.0.1:{_free_udp_port()}"]
 spool_dir = "{tmp_path / 'spool'}"
@@ -94,6 +95,7 @@ spool_dir = "{tmp_path / 'spool'}"
     assert checks["scanner"]["verdict"] == "ok" and "SIMULATED" in checks["scanner"]["detail"]
     assert checks["face_camera"]["verdict"] == "ok"
     assert checks["hub"]["verdict"] == "ok" and checks["desk"]["verdict"] == "ok"
+    assert checks["desk wujiang"]["verdict"] == "ok"  # every destination centre's desk
     assert checks["ice stun"]["verdict"] == "ok"
     assert checks["ice turn"]["verdict"] == "fail" and "5 s" in checks["ice turn"]["detail"]
     assert checks["clock"]["verdict"] == "ok"
