@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from remote_desk.db import upgrade
+from tests.remote_desk.deskkit import Desk, make_desk
 
 PG_ADMIN = os.environ.get("TONGBAN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -43,3 +44,11 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     async for url in _postgres_url():
         await asyncio.to_thread(upgrade, url)
         yield url
+
+
+@pytest.fixture
+async def desk(tmp_path: Path, db_url: str) -> AsyncIterator[Desk]:
+    """A desk for the centre yongjia on a real HTTP server, on each kind of database."""
+    app, server, key = await make_desk(tmp_path, db_url)
+    yield Desk(str(server.make_url("")).rstrip("/"), app, key)
+    await server.close()

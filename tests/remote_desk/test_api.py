@@ -4,95 +4,29 @@ signed intake, decisions on the working-day calendar, audit."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from remote_desk.app import DeskApp
-from remote_desk.blobs import new_key, parse_key
-from remote_desk.config import DeskConfig
 from remote_desk.package import Manifest, describe_file, sign
 from remote_desk.users import Role, add_user
 from remote_desk.workdays import add_working_days
-from signaling.auth import CredentialStore
 from signaling.protocol import ClientKind
-
-PASSWORD = "correct horse battery"
-JPEG = b"\xff\xd8\xff\xe0" + b"scan" * 100
-PDF = b"%PDF-1.4 proxy authorisation letter"
-
-
-@dataclass
-class Desk:
-    url: str
-    app: DeskApp
-    kiosk_key: Ed25519PrivateKey
-
-
-async def _make(tmp_path: Path, db_url: str, **config: Any) -> tuple[DeskApp, TestServer,
-                                                                      Ed25519PrivateKey]:
-    creds = CredentialStore(tmp_path / "creds.json")
-    key = creds.create("shengze-01", ClientKind.KIOSK, site="shengze")
-    desk = DeskApp(DeskConfig(database=db_url, files_dir=tmp_path / "files",
-                              kiosk_credentials=tmp_path / "creds.json", centres=["yongjia"],
-                              **config), files_key=parse_key(new_key()))
-    async with desk.db() as db:
-        await add_user(db, "clerk-yj", "永嘉窗口", PASSWORD, Role.CLERK, ["yongjia"])
-        await add_user(db, "clerk-wj", "吴江窗口", PASSWORD, Role.CLERK, ["wujiang"])
-        await add_user(db, "auditor", "审计", PASSWORD, Role.AUDITOR, ["yongjia"])
-        await db.commit()
-    server = TestServer(desk.app, host="127.0.0.1")
-    await server.start_server()
-    return desk, server, key
-
-
-@pytest.fixture
-async def desk(tmp_path: Path, db_url: str) -> AsyncIterator[Desk]:
-    app, server, key = await _make(tmp_path, db_url)
-    yield Desk(str(server.make_url("")).rstrip("/"), app, key)
-    await server.close()
-
-
-async def _login(desk: Desk, user: str, password: str = PASSWORD
-                 ) -> tuple[aiohttp.ClientSession, dict[str, Any]]:
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with session.post(f"{desk.url}/api/login",
-                            json={"username": user, "password": password}) as r:
-        body = await r.json()
-        if r.status != 200:
-            await session.close()
-            raise AssertionError(body)
-    return session, body
-
-
-def _package(key: Ed25519PrivateKey, case_id: str = "case-0001", centre: str = "yongjia",
-             pdf: bytes = PDF) -> aiohttp.FormData:
-    manifest = Manifest(case_id=case_id, kiosk_id="shengze-01", centre=centre,
-                        matter="yb-ydjz-ba", created_at=datetime.now(UTC),
-                        files=[describe_file("page-1.jpg", JPEG, "image/jpeg", "id_copy"),
-                               describe_file("letter.pdf", pdf, "application/pdf",
-                                             "proxy_letter")])
-    form = aiohttp.FormData()
-    form.add_field("manifest", manifest.model_dump_json(), content_type="application/json")
-    form.add_field("signature", sign(manifest, key))
-    form.add_field("file", JPEG, filename="page-1.jpg", content_type="image/jpeg")
-    form.add_field("file", PDF, filename="letter.pdf", content_type="application/pdf")
-    return form
-
-
-async def _upload(desk: Desk, form: aiohttp.FormData, kiosk: str = "shengze-01") -> tuple[
-        int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as s, s.post(
-            f"{desk.url}/api/intake", data=form, headers={"X-Tongban-Kiosk": kiosk}) as r:
-        return r.status, await r.json()
+from tests.remote_desk.deskkit import (
+    JPEG,
+    PASSWORD,
+    PDF,
+    Desk,
+    login,
+    make_desk,
+    package,
+    supplement,
+    upload,
+)
 
 
 async def test_login_sets_a_strict_http_only_cookie(desk: Desk) -> None:
@@ -106,7 +40,7 @@ async def test_login_sets_a_strict_http_only_cookie(desk: Desk) -> None:
 
 
 async def test_secure_cookie_behind_tls(tmp_path: Path, db_url: str) -> None:
-    _, server, _ = await _make(tmp_path, db_url, behind_tls=True)
+    _, server, _ = await make_desk(tmp_path, db_url, behind_tls=True)
     url = str(server.make_url("")).rstrip("/")
     async with aiohttp.ClientSession() as s, s.post(
             f"{url}/api/login", json={"username": "clerk-yj", "password": PASSWORD}) as r:
@@ -128,7 +62,7 @@ async def test_wrong_password_then_rate_limit(desk: Desk) -> None:
 async def test_no_session_and_no_csrf_are_refused(desk: Desk) -> None:
     async with aiohttp.ClientSession() as s, s.get(f"{desk.url}/api/cases") as r:
         assert r.status == 401
-    session, _ = await _login(desk, "clerk-yj")
+    session, _ = await login(desk, "clerk-yj")
     async with session.post(f"{desk.url}/api/cases/case-0001/decision",
                             json={"kind": "accept"}) as r:
         assert r.status == 403 and (await r.json())["error"] == "csrf"
@@ -136,20 +70,20 @@ async def test_no_session_and_no_csrf_are_refused(desk: Desk) -> None:
 
 
 async def test_intake_is_signed_idempotent_and_refuses_tampering(desk: Desk) -> None:
-    status, body = await _upload(desk, _package(desk.kiosk_key))
+    status, body = await upload(desk, package(desk.kiosk_key))
     assert status == 201 and body["status"] == "stored"
-    status, body = await _upload(desk, _package(desk.kiosk_key))  # a retry after a lost reply
+    status, body = await upload(desk, package(desk.kiosk_key))  # a retry after a lost reply
     assert status in (200, 409)
     # same case id with another content: a conflict, never a silent overwrite
-    status, body = await _upload(desk, _package(desk.kiosk_key, pdf=b"%PDF-1.4 other"))
+    status, body = await upload(desk, package(desk.kiosk_key, pdf=b"%PDF-1.4 other"))
     assert status == 409 or body.get("error") == "hash_mismatch"
-    forged = _package(Ed25519PrivateKey.generate(), case_id="case-0002")
-    status, body = await _upload(desk, forged)
+    forged = package(Ed25519PrivateKey.generate(), case_id="case-0002")
+    status, body = await upload(desk, forged)
     assert status == 400 and body["error"] == "bad_signature"
-    status, body = await _upload(desk, _package(desk.kiosk_key, case_id="case-0003"),
+    status, body = await upload(desk, package(desk.kiosk_key, case_id="case-0003"),
                                  kiosk="someone-else")
     assert status == 401
-    status, body = await _upload(desk, _package(desk.kiosk_key, case_id="case-0004",
+    status, body = await upload(desk, package(desk.kiosk_key, case_id="case-0004",
                                                 centre="wujiang"))
     assert status == 403
     stored = list((desk.app.config.files_dir).rglob("*"))
@@ -168,23 +102,23 @@ async def test_a_retried_upload_is_stored_once(desk: Desk) -> None:
         f.add_field("file", JPEG, filename="page-1.jpg", content_type="image/jpeg")
         return f
 
-    first, _ = await _upload(desk, form())
-    second, body = await _upload(desk, form())
+    first, _ = await upload(desk, form())
+    second, body = await upload(desk, form())
     assert (first, second, body["status"]) == (201, 200, "already")
 
 
 async def test_oversized_upload_is_refused(tmp_path: Path, db_url: str) -> None:
-    app, server, key = await _make(tmp_path, db_url, max_upload_bytes=1024)
+    app, server, key = await make_desk(tmp_path, db_url, max_upload_bytes=1024)
     desk = Desk(str(server.make_url("")).rstrip("/"), app, key)
-    status, _ = await _upload(desk, _package(key))  # about 1.3 KB with its manifest
+    status, _ = await upload(desk, package(key))  # about 1.3 KB with its manifest
     assert status == 413
     await server.close()
 
 
 async def test_clerks_see_only_their_centres_cases(desk: Desk) -> None:
-    await _upload(desk, _package(desk.kiosk_key))
-    own, _ = await _login(desk, "clerk-yj")
-    other, _ = await _login(desk, "clerk-wj")
+    await upload(desk, package(desk.kiosk_key))
+    own, _ = await login(desk, "clerk-yj")
+    other, _ = await login(desk, "clerk-wj")
     async with own.get(f"{desk.url}/api/cases/case-0001") as r:
         case = await r.json()
         assert r.status == 200 and [f["name"] for f in case["files"]] == ["page-1.jpg",
@@ -202,8 +136,8 @@ async def test_clerks_see_only_their_centres_cases(desk: Desk) -> None:
 
 
 async def test_accept_with_missing_materials_sets_a_working_day_deadline(desk: Desk) -> None:
-    await _upload(desk, _package(desk.kiosk_key))
-    session, me = await _login(desk, "clerk-yj")
+    await upload(desk, package(desk.kiosk_key))
+    session, me = await login(desk, "clerk-yj")
     headers = {"X-CSRF-Token": me["csrf"]}
     async with session.post(f"{desk.url}/api/cases/case-0001/decision", headers=headers,
                             json={"kind": "refuse"}) as r:
@@ -222,7 +156,7 @@ async def test_accept_with_missing_materials_sets_a_working_day_deadline(desk: D
     assert f"时间：{local:%Y-%m-%d %H}" in case["decision"]["receipt"]
     assert case["decision"]["kind_zh"] == "容缺受理"
     assert case["case_number"].startswith(f"yongjia-{today:%Y%m%d}-")
-    auditor, _ = await _login(desk, "auditor")
+    auditor, _ = await login(desk, "auditor")
     async with auditor.get(f"{desk.url}/api/audit/verify") as r:
         check = await r.json()
         assert check["ok"] and check["entries"] >= 4  # logins, intake, decision
@@ -233,9 +167,9 @@ async def test_accept_with_missing_materials_sets_a_working_day_deadline(desk: D
 
 
 async def test_idle_sessions_expire(tmp_path: Path, db_url: str) -> None:
-    app, server, key = await _make(tmp_path, db_url, session_idle_minutes=0.002)
+    app, server, key = await make_desk(tmp_path, db_url, session_idle_minutes=0.002)
     desk = Desk(str(server.make_url("")).rstrip("/"), app, key)
-    session, _ = await _login(desk, "clerk-yj")
+    session, _ = await login(desk, "clerk-yj")
     await asyncio.sleep(0.3)
     async with session.get(f"{desk.url}/api/me") as r:
         assert r.status == 401
@@ -254,8 +188,8 @@ async def test_supervisor_overdue_list_and_reassignment(desk: Desk) -> None:
     async with desk.app.db() as db:
         await add_user(db, "chief", "科长", PASSWORD, Role.SUPERVISOR, ["yongjia"])
         await db.commit()
-    await _upload(desk, _package(desk.kiosk_key))
-    clerk, me = await _login(desk, "clerk-yj")
+    await upload(desk, package(desk.kiosk_key))
+    clerk, me = await login(desk, "clerk-yj")
     async with clerk.post(f"{desk.url}/api/cases/case-0001/decision",
                           headers={"X-CSRF-Token": me["csrf"]},
                           json={"kind": "accept_pending", "missing": ["参保证明"],
@@ -270,7 +204,7 @@ async def test_supervisor_overdue_list_and_reassignment(desk: Desk) -> None:
         assert case is not None and case.decision is not None
         case.decision = {**case.decision, "deadline": "2026-01-05"}
         await db.commit()
-    chief, chief_me = await _login(desk, "chief")
+    chief, chief_me = await login(desk, "chief")
     async with chief.get(f"{desk.url}/api/overdue") as r:
         assert [c["id"] for c in (await r.json())["overdue"]] == ["case-0001"]
     async with clerk.get(f"{desk.url}/api/overdue") as r:
@@ -283,7 +217,7 @@ async def test_supervisor_overdue_list_and_reassignment(desk: Desk) -> None:
                           headers={"X-CSRF-Token": chief_me["csrf"]},
                           json={"clerk": "clerk-yj"}) as r:
         assert (await r.json())["assigned_to"] == "clerk-yj"
-    auditor, _ = await _login(desk, "auditor")
+    auditor, _ = await login(desk, "auditor")
     async with auditor.get(f"{desk.url}/api/audit?limit=50") as r:
         actions = [e["action"] for e in (await r.json())["entries"]]
         assert {"intake", "decide", "assign", "login"} <= set(actions)
@@ -298,7 +232,7 @@ async def test_disabling_an_account_ends_its_sessions(desk: Desk,
     import remote_desk.app
 
     monkeypatch.setattr(remote_desk.app, "USER_RECHECK_SECONDS", 0.0)
-    session, _ = await _login(desk, "clerk-yj")
+    session, _ = await login(desk, "clerk-yj")
     async with session.get(f"{desk.url}/api/me") as r:
         assert r.status == 200
     from remote_desk.users import set_disabled
@@ -311,34 +245,22 @@ async def test_disabling_an_account_ends_its_sessions(desk: Desk,
     await session.close()
 
 
-def _supplement(key: Ed25519PrivateKey, n: int, name: str, data: bytes = JPEG,
-                case_id: str = "case-0001", kiosk: str = "shengze-01") -> aiohttp.FormData:
-    manifest = Manifest(case_id=case_id, kiosk_id=kiosk, centre="yongjia",
-                        matter="yb-ydjz-ba", created_at=datetime.now(UTC), supplement=n,
-                        files=[describe_file(name, data, "image/jpeg", "id_copy")])
-    form = aiohttp.FormData()
-    form.add_field("manifest", manifest.model_dump_json(), content_type="application/json")
-    form.add_field("signature", sign(manifest, key))
-    form.add_field("file", data, filename=name, content_type="image/jpeg")
-    return form
-
-
 async def test_supplements_add_pages_once_and_only_before_the_decision(desk: Desk) -> None:
-    assert (await _upload(desk, _package(desk.kiosk_key)))[0] == 201
+    assert (await upload(desk, package(desk.kiosk_key)))[0] == 201
     # a re-scan during the call: added to the case; a retry of it is "already"
-    status, body = await _upload(desk, _supplement(desk.kiosk_key, 1, "id_copy-r1.jpg"))
+    status, body = await upload(desk, supplement(desk.kiosk_key, 1, "id_copy-r1.jpg"))
     assert (status, body["status"]) == (201, "stored")
-    status, body = await _upload(desk, _supplement(desk.kiosk_key, 1, "id_copy-r1.jpg"))
+    status, body = await upload(desk, supplement(desk.kiosk_key, 1, "id_copy-r1.jpg"))
     assert (status, body["status"]) == (200, "already")
     # the same name with other bytes is a conflict, never an overwrite
     other = b"\xff\xd8\xff\xe0" + b"other" * 50
-    status, body = await _upload(desk, _supplement(desk.kiosk_key, 2, "id_copy-r1.jpg", other))
+    status, body = await upload(desk, supplement(desk.kiosk_key, 2, "id_copy-r1.jpg", other))
     assert status == 409 and body["error"] == "conflict"
     # a case that does not exist
-    status, _ = await _upload(desk, _supplement(desk.kiosk_key, 1, "x-r1.jpg",
+    status, _ = await upload(desk, supplement(desk.kiosk_key, 1, "x-r1.jpg",
                                                 case_id="case-0999"))
     assert status == 404
-    session, me = await _login(desk, "clerk-yj")
+    session, me = await login(desk, "clerk-yj")
     async with session.get(f"{desk.url}/api/cases/case-0001") as r:
         files = [f["name"] for f in (await r.json())["files"]]
     assert files.count("id_copy-r1.jpg") == 1 and len(files) == 3
@@ -347,13 +269,13 @@ async def test_supplements_add_pages_once_and_only_before_the_decision(desk: Des
                             headers={"X-CSRF-Token": me["csrf"]}) as r:
         assert r.status == 200
     await session.close()
-    status, body = await _upload(desk, _supplement(desk.kiosk_key, 3, "id_copy-r3.jpg"))
+    status, body = await upload(desk, supplement(desk.kiosk_key, 3, "id_copy-r3.jpg"))
     assert status == 409 and body["error"] == "decided"
 
 
 async def test_another_kiosk_cannot_add_to_a_case(desk: Desk, tmp_path: Path) -> None:
-    assert (await _upload(desk, _package(desk.kiosk_key)))[0] == 201
+    assert (await upload(desk, package(desk.kiosk_key)))[0] == 201
     other = desk.app.kiosks.create("shengze-02", ClientKind.KIOSK, site="shengze")
-    status, _ = await _upload(desk, _supplement(other, 1, "id_copy-r1.jpg",
+    status, _ = await upload(desk, supplement(other, 1, "id_copy-r1.jpg",
                                                 kiosk="shengze-02"), kiosk="shengze-02")
     assert status == 404
