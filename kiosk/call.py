@@ -19,34 +19,30 @@ import structlog
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from signaling import protocol as p
 from tongban.rtc import IncomingMedia
 
 log = structlog.get_logger("kiosk.call")
 
 
-def _ice_servers(servers: list[dict[str, Any]]) -> list[RTCIceServer]:
-    out = []
-    for s in servers:
-        urls = [u for u in s.get("urls", []) if isinstance(u, str)]
-        if urls:
-            out.append(RTCIceServer(urls=urls, username=s.get("username"),
-                                    credential=s.get("credential")))
-    return out
+def _ice_servers(servers: list[p.IceServer]) -> list[RTCIceServer]:
+    return [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+            for s in servers if s.urls]
 
 
 class CallPeer:
     """One peer connection for one ``call.start``."""
 
-    def __init__(self, call: dict[str, Any], tracks: list[Any], *,
+    def __init__(self, call: p.CallStart, tracks: list[Any], *,
                  restart_after_s: float = 4.0, speaker: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.call_id = str(call["call_id"])
-        self.case_id = str(call["case_id"])
-        self.ticket_id = str(call["ticket_id"])
+        self.call_id = call.call_id
+        self.case_id = call.case_id
+        self.ticket_id = call.ticket_id
         self.restart_after_s = restart_after_s
         self.clock = clock
         self.pc = RTCPeerConnection(RTCConfiguration(
-            iceServers=_ice_servers(list(call.get("ice_servers", [])))))
+            iceServers=_ice_servers(call.ice_servers)))
         self.incoming = IncomingMedia(speaker)
         self.tracks = tracks
         for track in tracks:

@@ -48,8 +48,11 @@ def identity_document(card: dict[str, Any] | None, verification: dict[str, Any] 
 
 def build_package(*, case_id: str, kiosk_id: str, centre: str, matter: str,
                   files: list[CapturedFile], key: Ed25519PrivateKey, simulated: bool,
-                  supplement: int = 0) -> Package:
-    """Sign a manifest over ``files``; the result goes to the spool, then to the desk."""
+                  supplement: int = 0, copy: int = 0) -> Package:
+    """Sign a manifest over ``files``; the result goes to the spool, then to the desk.
+
+    ``copy``: the n-th full package of one case (a transfer sends the case to another centre
+    again): spooled under its own name so that copies never overwrite each other."""
     names = [f.name for f in files]
     if len(set(names)) != len(names):
         raise ValueError("two files of one package share a name")
@@ -58,5 +61,7 @@ def build_package(*, case_id: str, kiosk_id: str, centre: str, matter: str,
         created_at=datetime.now(UTC), simulated=simulated, supplement=supplement,
         files=[describe_file(f.name, f.data, f.content_type, f.material) for f in files])
     package_id = case_id if supplement == 0 else f"{case_id}-s{supplement}"
+    if copy:
+        package_id += f"-c{copy}"
     return Package(package_id, manifest.model_dump_json().encode(), sign(manifest, key),
                    {f.name: (f.data, f.content_type) for f in files})

@@ -41,6 +41,7 @@ from devices.idcard.watcher import (
 from devices.scanner.camera import DocumentCamera
 from devices.scanner.material import compose_card_pair, encode_jpeg
 from devices.scanner.pipeline import CaptureTimeout, PageScanner
+from kiosk import events as ev
 from kiosk.call import CallPeer
 from kiosk.catalogue import Catalogue, Material
 from kiosk.config import KioskConfig
@@ -113,7 +114,9 @@ class KioskService:
         self._ticket_id: str | None = None
         self._rerequests = 0
         self._shown_state = State.IDLE
-        self._uploaded: str | None = None
+        self._copies = 0
+        self._uploaded: tuple[str, str] | None = None
+        """(case id, centre) of the package delivered last (a transfer sends it again)."""
         self._supplements = 0
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -206,15 +209,15 @@ class KioskService:
 
     # -- events into the session ---------------------------------------------------------
 
-    async def event(self, name: str, **data: Any) -> bool:
+    async def event(self, event: ev.SessionEvent) -> bool:
         """Feed the session one event (from a device, the hub or the desk); False if the
         current state does not take it."""
         async with self.lock:
             try:
-                actions = self.session.handle(name, self.clock(), **data)
+                actions = self.session.handle(event, self.clock())
             except TransitionError as exc:
-                log.info("kiosk.event_ignored", name=name, state=self.session.state.value,
-                         why=str(exc))
+                log.info("kiosk.event_ignored", name=event.name,
+                         state=self.session.state.value, why=str(exc))
                 return False
             await self._carry_out(actions)
             return True
@@ -257,8 +260,9 @@ class KioskService:
                 # the session has already forgotten the ticket when it wipes: ours is kept
                 self._spawn(self._cancel_ticket(self._ticket_id))
             elif action is Action.START_CALL:
-                call = dict((self.session.context.ticket or {}).get("call") or {})
-                self._spawn(self._start_call(call), "call")
+                call = self.session.context.call
+                if call is not None:
+                    self._spawn(self._start_call(call), "call")
             elif action is Action.UPLOAD_PACKAGE:
                 self._upload_case()
             elif action is Action.END_CALL:
@@ -266,6 +270,8 @@ class KioskService:
                 await self._close_peer()
             elif action is Action.SHOW_RECEIPT:
                 self.screen.extras.pop("hint", None)
+            elif action is Action.FOLLOW_TRANSFER and self._uploaded is not None:
+                self._upload_case()  # the case goes where the citizen was sent
 
     # -- the ID card ----------------------------------------------------------------------
 
@@ -280,7 +286,7 @@ class KioskService:
             log.error("kiosk.reader_failed", error=type(exc).__name__)
             with contextlib.suppress(Exception):
                 await self.devices.reader.close()
-            await self.event("device_fault", device="idcard")
+            await self.event(ev.DeviceFault(device="idcard"))
 
     async def _card_events(self) -> None:
         async for event in CardWatcher(self.devices.reader).events():
@@ -290,11 +296,11 @@ class KioskService:
                 self._card_photo = None if photo is None else photo.bgr
                 card = read.card.model_dump(mode="json")
                 card["photo"] = read.photo.model_dump(mode="json")
-                await self.event("card_read", card=card)
+                await self.event(ev.CardRead(card=card))
             elif isinstance(event, CardRemoved):
-                await self.event("card_removed")
+                await self.event(ev.CardRemoved())
             elif isinstance(event, DeviceLost):
-                await self.event("device_fault", device="idcard")
+                await self.event(ev.DeviceFault(device="idcard"))
                 return
             elif isinstance(event, ReaderFault):
                 self.screen.extras["hint"] = "读卡没有成功，请把身份证重新放一次"
@@ -311,14 +317,14 @@ class KioskService:
 
         if self._card_photo is None:
             self.screen.extras["hint"] = "证件照片无法读取，请联系工作人员"
-            await self.event("face_result", decision="no_face", liveness=False)
+            await self.event(ev.FaceResult(decision="no_face", liveness=False))
             return
         cancel = threading.Event()  # set when this task ends, however it ends
         try:
             result, liveness = await asyncio.to_thread(self._face_blocking, self._card_photo,
                                                        cancel)
         except CameraError:
-            await self.event("device_fault", device="face_camera")
+            await self.event(ev.DeviceFault(device="face_camera"))
             return
         finally:
             cancel.set()
@@ -334,8 +340,8 @@ class KioskService:
         passed = bool(liveness and liveness.passed)
         self.screen.extras["hint"] = ("核验通过" if passed and result.decision.value in
                                       ("match", "review") else FACE_FAILED)
-        await self.event("face_result", decision=result.decision.value, liveness=passed,
-                         record=record.to_json())
+        await self.event(ev.FaceResult(decision=result.decision.value, liveness=passed,
+                                       record=record.to_json()))
 
     def _face_blocking(self, card_photo: np.ndarray, cancel: threading.Event
                        ) -> tuple[Any, Any]:
@@ -422,9 +428,9 @@ class KioskService:
                 self._jpeg_cache["page"] = (count, preview)
                 self.screen.extras["hint"] = (f"已拍好第 {count} 页。还有下一页请放上，"
                                               "没有了请点“这份拍好了”")
-                await self.event("captured", material=material.code)
+                await self.event(ev.Captured(material=material.code))
         except CameraError:
-            await self.event("device_fault", device="document_camera")
+            await self.event(ev.DeviceFault(device="document_camera"))
         finally:
             cancel.set()
 
@@ -466,7 +472,7 @@ class KioskService:
             self._case_id = secrets.token_urlsafe(12)
             self.report.case_ids.append(self._case_id)
         if self.hub is None or not self.hub.connected:
-            await self.event("hub_unreachable")
+            await self.event(ev.HubUnreachable())
             return
         assert ctx.centre is not None and ctx.matter is not None
         await self.hub.send("ticket.request", p.TicketRequest(
@@ -479,93 +485,75 @@ class KioskService:
 
     # -- the hub's events -----------------------------------------------------------------
 
-    async def _from_hub(self, event: str, data: dict[str, Any]) -> None:
-        handler = {
-            "hub.welcome": self._on_welcome, "hub.disconnected": self._on_disconnected,
-            "ticket.update": self._on_ticket, "service.closed": self._on_closed,
-            "call.start": self._on_call_start, "call.answer": self._on_answer,
-            "call.ice": self._on_ice, "call.command": self._on_command,
-            "call.ended": self._on_call_ended, "call.peer_lost": self._on_peer_lost,
-            "call.peer_back": self._on_peer_back, "hub.error": self._on_hub_error,
-        }.get(event)
-        if handler is not None:
-            await handler(data)
+    async def _from_hub(self, event: str, message: p.Message) -> None:
+        """Every hub event, already parsed with its protocol model by the hub client."""
+        del event
+        call = self.session.context.call
+        if isinstance(message, p.Welcome):
+            await self._on_welcome(message)
+        elif isinstance(message, p.TicketUpdate):
+            await self._on_ticket(message)
+        elif isinstance(message, p.ServiceClosed):
+            await self._on_closed(message)
+        elif isinstance(message, p.CallAnswer):
+            peer = self.peer
+            if peer is not None and message.call_id == peer.call_id:
+                await peer.answer(message.sdp)
+        elif isinstance(message, p.CallIce):
+            peer = self.peer
+            if peer is not None and message.call_id == peer.call_id:
+                await peer.add_candidate(message.candidate, message.sdp_mid,
+                                         message.sdp_mline_index)
+        elif isinstance(message, p.CallCommand):
+            await self._on_command(message)
+        elif isinstance(message, p.CallPeerLost):
+            self.screen.extras["call_note"] = "工作人员的网络中断了，正在等待重新连接"
+        elif isinstance(message, p.CallPeerBack):
+            self.screen.extras.pop("call_note", None)
+        elif isinstance(message, p.HubError):
+            log.warning("kiosk.hub_refused", code=message.code, what=message.event)
+        else:  # call.start, call.ended, the hub gone
+            event_ = ev.from_hub(message, case_id=self._case_id,
+                                 call_id=call.call_id if call else None)
+            if event_ is not None:
+                await self.event(event_)
 
-    async def _on_welcome(self, data: dict[str, Any]) -> None:
+    async def _on_welcome(self, welcome: p.Welcome) -> None:
         if self.session.state is State.HUB_UNREACHABLE:
-            await self.event("hub_back")
-        tickets = {t.get("case_id") for t in data.get("tickets", [])}
+            await self.event(ev.HubBack())
+        tickets = {t.case_id for t in welcome.tickets}
         state = self.session.state
         if state in (State.WAITING, State.IN_CALL) and self._case_id not in tickets:
             # the hub lost the ticket (it restarted without a shared store): ask again
             self.session.context.ticket = None
             self._spawn(self._send_ticket(), "ticket")
-        for call in data.get("calls", []):
-            if call.get("case_id") == self._case_id and (
-                    self.peer is None or self.peer.call_id != call.get("call_id")):
-                await self._on_call_start(call)
+        for ticket in welcome.tickets:  # where the queue has moved while we were away
+            if ticket.case_id == self._case_id:
+                await self._on_ticket(ticket)
+        for start in welcome.calls:
+            if start.case_id == self._case_id and (
+                    self.peer is None or self.peer.call_id != start.call_id):
+                await self.event(ev.CallStarted(call=start))
 
-    async def _on_disconnected(self, data: dict[str, Any]) -> None:
-        del data
-        await self.event("hub_unreachable")
-
-    async def _on_ticket(self, data: dict[str, Any]) -> None:
-        if data.get("case_id") != self._case_id:
+    async def _on_ticket(self, ticket: p.TicketUpdate) -> None:
+        event = ev.from_hub(ticket, case_id=self._case_id, call_id=None)
+        if event is None:
             return
-        self._ticket_id = str(data.get("ticket_id"))
-        if data.get("state") in ("queued", "offered"):
+        self._ticket_id = ticket.ticket_id
+        if ticket.state is not p.TicketState.CLOSED:
             self._rerequests = 0
-            ticket = {k: data.get(k) for k in ("ticket_id", "position", "expected_wait_s",
-                                               "state")}
-            await self.event("queued", ticket=ticket)
+        await self.event(event)
 
-    async def _on_closed(self, data: dict[str, Any]) -> None:
+    async def _on_closed(self, closed: p.ServiceClosed) -> None:
         if self.session.state is State.WAITING and self._rerequests < 10:
             # asking again after the hub lost our ticket, before the desks have told the new
             # hub who is signed in: ask once more shortly, the citizen keeps their place
             self._rerequests += 1
             self._spawn(self._send_ticket(delay=3.0), "ticket")
             return
-        next_opening = data.get("next_opening")
-        await self.event("service_closed", reason=str(data.get("reason")),
-                         next_opening=None if next_opening is None else str(next_opening))
-
-    async def _on_call_start(self, data: dict[str, Any]) -> None:
-        if data.get("case_id") != self._case_id:
-            return
-        await self.event("call_started", call=data)
-
-    async def _on_answer(self, data: dict[str, Any]) -> None:
-        peer = self.peer
-        if peer is not None and data.get("call_id") == peer.call_id:
-            await peer.answer(str(data["sdp"]))
-
-    async def _on_ice(self, data: dict[str, Any]) -> None:
-        peer = self.peer
-        if peer is not None and data.get("call_id") == peer.call_id:
-            await peer.add_candidate(data.get("candidate"), data.get("sdp_mid"),
-                                     data.get("sdp_mline_index"))
-
-    async def _on_call_ended(self, data: dict[str, Any]) -> None:
-        peer = self.peer
-        if peer is None or data.get("call_id") != peer.call_id:
-            return
-        reason = str(data.get("reason", "hangup"))
-        if reason == "restarted":
-            await self._close_peer()  # a new call.start follows under the same ticket
-            return
-        await self.event("call_ended", reason=reason)
-
-    async def _on_peer_lost(self, data: dict[str, Any]) -> None:
-        del data
-        self.screen.extras["call_note"] = "工作人员的网络中断了，正在等待重新连接"
-
-    async def _on_peer_back(self, data: dict[str, Any]) -> None:
-        del data
-        self.screen.extras.pop("call_note", None)
-
-    async def _on_hub_error(self, data: dict[str, Any]) -> None:
-        log.warning("kiosk.hub_refused", code=data.get("code"), what=data.get("event"))
+        event = ev.from_hub(closed, case_id=self._case_id, call_id=None)
+        if event is not None:
+            await self.event(event)
 
     # -- the call -------------------------------------------------------------------------
 
@@ -575,8 +563,8 @@ class KioskService:
                 microphone_track(self.kconf.microphone, self.kconf.microphone_format,
                                  simulated=self.simulated)]
 
-    async def _start_call(self, call: dict[str, Any]) -> None:
-        if not call or self.hub is None:
+    async def _start_call(self, call: p.CallStart) -> None:
+        if self.hub is None:
             return
         await self._close_peer()
         self.peer = peer = CallPeer(call, self._tracks(),
@@ -612,34 +600,38 @@ class KioskService:
             self._collect(peer)
             await peer.close()
 
-    async def _on_command(self, data: dict[str, Any]) -> None:
-        name = str(data.get("name", ""))
-        args = data.get("args") or {}
+    async def _on_command(self, command: p.CallCommand) -> None:
+        name, args = command.name, command.args
         peer = self.peer
-        in_call = peer is not None and data.get("call_id") == peer.call_id
-        if name not in COMMANDS or not isinstance(args, dict) or not in_call:
+        in_call = peer is not None and command.call_id == peer.call_id
+        if name not in COMMANDS or not in_call:
             log.warning("kiosk.command_refused", name=name[:32], in_call=in_call)
             self.report.refused_commands.append(name[:32])
             return
         log.info("kiosk.command", name=name)
         if name == "receipt":
-            receipt = {k: str(args.get(k, ""))[:2000] for k in ("case_number", "kind", "text")}
-            if await self.event("receipt", receipt=receipt):
-                await self._end_call_completed(data)
+            try:
+                receipt = ev.Receipt(**{k: str(args.get(k, ""))
+                                        for k in ("case_number", "kind", "text")})
+            except ValueError:
+                log.warning("kiosk.command_refused", name=name, why="invalid receipt")
+                self.report.refused_commands.append(name)
+                return
+            if await self.event(ev.ReceiptGiven(receipt=receipt)):
+                await self._end_call_completed(command.call_id)
         elif name == "end":
-            receipt = {"case_number": "", "kind": "ended", "text": "工作人员已结束本次通话"}
-            if await self.event("receipt", receipt=receipt):
-                await self._end_call_completed(data)
+            receipt = ev.Receipt(kind="ended", text="工作人员已结束本次通话")
+            if await self.event(ev.ReceiptGiven(receipt=receipt)):
+                await self._end_call_completed(command.call_id)
         elif name == "rescan":
             self._spawn(self._supplement(str(args.get("material", ""))[:64], full=False))
         elif name == "capture_full":
             self._spawn(self._supplement(None, full=True))
 
-    async def _end_call_completed(self, data: dict[str, Any]) -> None:
+    async def _end_call_completed(self, call_id: str) -> None:
         if self.hub is not None and self.hub.connected:
             with contextlib.suppress(Exception):
-                await self.hub.send("call.end", p.CallEnd(call_id=str(data["call_id"]),
-                                                          reason="completed"))
+                await self.hub.send("call.end", p.CallEnd(call_id=call_id, reason="completed"))
 
     async def _supplement(self, material: str | None, *, full: bool) -> None:
         """The clerk's re-scan of one material, or a full-resolution capture of what lies
@@ -686,16 +678,19 @@ class KioskService:
     # -- the package ----------------------------------------------------------------------
 
     def _upload_case(self) -> None:
-        if self._case_id is None or self._uploaded == self._case_id:
-            return
-        self._uploaded = self._case_id
         ctx = self.session.context
+        if self._case_id is None or ctx.centre is None or \
+                self._uploaded == (self._case_id, ctx.centre):
+            return
+        self._uploaded = (self._case_id, ctx.centre)
         identity = identity_document(ctx.card, ctx.verification, agent=ctx.by_proxy,
                                      simulated=self.simulated)
         files = [CapturedFile("identity.json", identity, "application/json"), *self._files]
-        self._spawn(self._spool_and_deliver(files, 0))
+        self._copies += 1
+        self._spawn(self._spool_and_deliver(files, 0, copy=self._copies - 1))
 
-    async def _spool_and_deliver(self, files: list[CapturedFile], supplement: int) -> None:
+    async def _spool_and_deliver(self, files: list[CapturedFile], supplement: int,
+                                 copy: int = 0) -> None:
         ctx = self.session.context
         case_id = self._case_id
         if case_id is None or ctx.centre is None or ctx.matter is None:
@@ -706,7 +701,8 @@ class KioskService:
             return
         package = build_package(case_id=case_id, kiosk_id=self.kconf.kiosk_id,
                                 centre=ctx.centre, matter=ctx.matter, files=files,
-                                key=self.key, simulated=self.simulated, supplement=supplement)
+                                key=self.key, simulated=self.simulated, supplement=supplement,
+                                copy=copy)
         await asyncio.to_thread(self.spool.put, package)
         if supplement == 0:
             self.report.upload = "spooled"
@@ -744,6 +740,7 @@ class KioskService:
         self._ticket_id = None
         self._rerequests = 0
         self._uploaded = None
+        self._copies = 0
         self._supplements = 0
         self._jpeg_cache.clear()
         self.screen.extras.clear()

@@ -11,11 +11,15 @@ testable with a clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from kiosk import events as ev
+from kiosk import words
 from kiosk.catalogue import Catalogue, Material
+from signaling import protocol as p
 
 
 class State(StrEnum):
@@ -45,6 +49,8 @@ class Action(StrEnum):
     START_CALL = "start_call"
     END_CALL = "end_call"
     SHOW_RECEIPT = "show_receipt"
+    FOLLOW_TRANSFER = "follow_transfer"
+    """The case moved to another centre: what was delivered goes to that centre's desk."""
     WIPE = "wipe"
 
 
@@ -90,9 +96,14 @@ class Context:
     captured: dict[str, int] = field(default_factory=dict)
     """Pages captured per material code."""
     skipped: list[str] = field(default_factory=list)
-    ticket: dict[str, Any] | None = None
-    receipt: dict[str, Any] | None = None
-    closed: dict[str, Any] | None = None
+    ticket: p.TicketUpdate | None = None
+    """The hub's last word on this case's ticket."""
+    call: p.CallStart | None = None
+    """The current call (while in it)."""
+    receipt: ev.Receipt | None = None
+    closed: ev.ServiceClosed | None = None
+    note: str | None = None
+    """A sentence about what just happened to the ticket (transferred, back in the queue)."""
     fault: str | None = None
 
 
@@ -119,22 +130,42 @@ class Session:
         """What the touch screen shows now (no personal data beyond what the step needs)."""
         out: dict[str, Any] = {"state": self.state.value, "prompt": PROMPTS[self.state],
                                "still_there": self.asking_still_there}
+        ctx = self.context
         if self.asking_still_there:
             out["prompt"] = STILL_THERE
         if self.state is State.CHOOSE_MATTER:
-            out["centre"] = self.context.centre
-        if self.state is State.CAPTURE and self.context.materials:
-            material = self.context.materials[self.context.index]
+            out["centre"] = ctx.centre
+        if ctx.centre and self.state not in (State.IDLE, State.CHOOSE_CENTRE):
+            found = self.catalogue.centre(ctx.centre)
+            out["centre_name"] = found.name if found else ctx.centre
+        if self.state is State.CAPTURE and ctx.materials:
+            material = ctx.materials[ctx.index]
             out.update(material=material.name, key=material.key, card=material.card,
-                       step=self.context.index + 1, steps=len(self.context.materials),
-                       captured=self.context.captured.get(material.code, 0))
-        if self.state is State.WAITING and self.context.ticket:
-            out.update(position=self.context.ticket.get("position"),
-                       expected_wait_s=self.context.ticket.get("expected_wait_s"))
-        if self.state is State.CLOSED and self.context.closed:
-            out.update(self.context.closed)
-        if self.state is State.RESULT and self.context.receipt:
-            out.update(receipt=self.context.receipt)
+                       step=ctx.index + 1, steps=len(ctx.materials),
+                       captured=ctx.captured.get(material.code, 0))
+        if self.state is State.WAITING:
+            ticket = ctx.ticket
+            position = ticket.position if ticket else None
+            wait = ticket.expected_wait_s if ticket else None
+            offered = ticket is not None and ticket.state in (p.TicketState.OFFERED,
+                                                              p.TicketState.IN_CALL)
+            out.update(position=position, expected_wait_s=wait, offered=offered,
+                       wait_words=words.wait_words(wait), position_words=(
+                           "工作人员马上为您接通" if offered else words.position_words(position)))
+            key = None if offered else words.queue_speech_key(position, wait)
+            if key is not None:
+                out["speak"] = key
+        if ctx.note and self.state in (State.WAITING, State.IN_CALL, State.REQUEST):
+            out["note"] = ctx.note
+        if self.state is State.CLOSED and ctx.closed:
+            closed = ctx.closed.closed
+            out.update(reason=closed.reason, next_opening=(
+                closed.next_opening.isoformat() if closed.next_opening else None),
+                next_opening_words=ctx.closed.opening_words,
+                detail=words.closed_words(closed.reason, out.get("centre_name", ""),
+                                          ctx.closed.opening_words))
+        if self.state is State.RESULT and ctx.receipt:
+            out.update(receipt=ctx.receipt.model_dump())
         return out
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -165,21 +196,19 @@ class Session:
             return actions + self._wipe()
         return []
 
-    def handle(self, event: str, now: float, **data: Any) -> list[Action]:
+    def handle(self, event: ev.SessionEvent, now: float) -> list[Action]:
         """One event from the screen, a device, the hub or the desk."""
         self.now = now
-        method = getattr(self, f"_on_{event}", None)
+        method: Callable[[Any], list[Action]] | None = getattr(self, f"_on_{event.name}", None)
         if method is None:
-            raise TransitionError(f"unknown event {event}")
-        if event in ("touch", "choose_centre", "choose_matter", "back", "cancel", "skip",
-                     "retake", "still_here", "done"):
+            raise TransitionError(f"unknown event {event.name}")
+        if event.from_screen and not isinstance(event, ev.Finish):
             self.last_touch = now
             if self.asking_still_there:
                 self.asking_still_there = False
-                if event in ("touch", "still_here"):
+                if isinstance(event, ev.Touch | ev.StillHere):
                     return []
-        actions: list[Action] = method(**data)
-        return actions
+        return method(event)
 
     def _expect(self, *states: State) -> None:
         if self.state not in states:
@@ -187,41 +216,41 @@ class Session:
 
     # -- the steps ----------------------------------------------------------------------------
 
-    def _on_touch(self) -> list[Action]:
+    def _on_touch(self, e: ev.Touch) -> list[Action]:
         if self.state is State.IDLE:
             self._go(State.CHOOSE_CENTRE)
         return []
 
-    def _on_still_here(self) -> list[Action]:
+    def _on_still_here(self, e: ev.StillHere) -> list[Action]:
         return []
 
-    def _on_choose_centre(self, centre: str) -> list[Action]:
+    def _on_choose_centre(self, e: ev.ChooseCentre) -> list[Action]:
         self._expect(State.CHOOSE_CENTRE)
-        if self.catalogue.centre(centre) is None:
+        if self.catalogue.centre(e.centre) is None:
             raise TransitionError("unknown centre")
-        self.context.centre = centre
+        self.context.centre = e.centre
         self._go(State.CHOOSE_MATTER)
         return []
 
-    def _on_choose_matter(self, matter: str, by_proxy: bool = False) -> list[Action]:
+    def _on_choose_matter(self, e: ev.ChooseMatter) -> list[Action]:
         self._expect(State.CHOOSE_MATTER)
-        found = self.catalogue.matter(matter)
+        found = self.catalogue.matter(e.matter)
         if found is None or self.context.centre not in found.centres:
             raise TransitionError("this matter is not handled at that centre")
-        if by_proxy and not found.proxy:
+        if e.by_proxy and not found.proxy:
             raise TransitionError("this matter cannot be applied for by an agent")
-        self.context.matter, self.context.by_proxy = matter, by_proxy
-        self.context.materials = found.checklist(by_proxy=by_proxy)
+        self.context.matter, self.context.by_proxy = e.matter, e.by_proxy
+        self.context.materials = found.checklist(by_proxy=e.by_proxy)
         self._go(State.READ_CARD)
         return [Action.START_CARD_READER]
 
-    def _on_card_read(self, card: dict[str, Any]) -> list[Action]:
+    def _on_card_read(self, e: ev.CardRead) -> list[Action]:
         self._expect(State.READ_CARD)
-        self.context.card = card
+        self.context.card = e.card
         self._go(State.VERIFY_FACE)
         return [Action.START_FACE_CHECK]
 
-    def _on_card_removed(self) -> list[Action]:
+    def _on_card_removed(self, e: ev.CardRemoved) -> list[Action]:
         # removal matters only while the face is being compared with the card just read
         if self.state is State.VERIFY_FACE:
             self.context.card = None
@@ -229,23 +258,22 @@ class Session:
             return [Action.START_CARD_READER]
         return []
 
-    def _on_face_result(self, decision: str, liveness: bool,
-                        record: dict[str, Any] | None = None) -> list[Action]:
+    def _on_face_result(self, e: ev.FaceResult) -> list[Action]:
         self._expect(State.VERIFY_FACE)
-        self.context.verification = {"decision": decision, "liveness": liveness,
-                                     **(record or {})}
-        if decision in ("match", "review") and liveness:
+        self.context.verification = {"decision": e.decision, "liveness": e.liveness,
+                                     **(e.record or {})}
+        if e.decision in ("match", "review") and e.liveness:
             self.context.index = 0
             self._go(State.CAPTURE)
             return [Action.START_CAPTURE]
         return []  # stays: the screen offers "try again" (retake) or "back"
 
-    def _on_retake(self, material: str | None = None) -> list[Action]:
+    def _on_retake(self, e: ev.Retake) -> list[Action]:
         if self.state is State.VERIFY_FACE:
             return [Action.START_FACE_CHECK]
         self._expect(State.CAPTURE)
         # retake: the pages of this material (the current one unless named) are dropped
-        code = material or self.context.materials[self.context.index].code
+        code = e.material or self.context.materials[self.context.index].code
         self.context.captured.pop(code, None)
         return [Action.START_CAPTURE]
 
@@ -256,15 +284,15 @@ class Session:
             return [Action.SEND_TICKET]
         return [Action.START_CAPTURE]
 
-    def _on_captured(self, material: str, pages: int = 1) -> list[Action]:
+    def _on_captured(self, e: ev.Captured) -> list[Action]:
         self._expect(State.CAPTURE)
         current = self.context.materials[self.context.index]
-        if material != current.code:
+        if e.material != current.code:
             raise TransitionError("captured a material out of turn")
-        self.context.captured[material] = self.context.captured.get(material, 0) + pages
+        self.context.captured[e.material] = self.context.captured.get(e.material, 0) + e.pages
         return []
 
-    def _on_done(self) -> list[Action]:
+    def _on_done(self, e: ev.Done) -> list[Action]:
         """The citizen confirms the current material (all its pages) and moves on."""
         self._expect(State.CAPTURE)
         current = self.context.materials[self.context.index]
@@ -272,7 +300,7 @@ class Session:
             raise TransitionError("nothing captured for this material yet")
         return self._advance()
 
-    def _on_skip(self) -> list[Action]:
+    def _on_skip(self, e: ev.Skip) -> list[Action]:
         self._expect(State.CAPTURE)
         current = self.context.materials[self.context.index]
         if current.key:
@@ -280,50 +308,118 @@ class Session:
         self.context.skipped.append(current.code)
         return self._advance()
 
-    def _on_queued(self, ticket: dict[str, Any]) -> list[Action]:
-        self._expect(State.REQUEST, State.WAITING, State.HUB_UNREACHABLE)
-        self.context.ticket = ticket
-        if self.state is not State.WAITING:
-            self._go(State.WAITING)
-        return []
+    # -- the queue and the call (what the hub says) -------------------------------------------
 
-    def _on_service_closed(self, reason: str, next_opening: str | None = None) -> list[Action]:
-        self._expect(State.REQUEST)
-        self.context.closed = {"reason": reason, "next_opening": next_opening}
-        self._go(State.CLOSED)
-        return []
+    def _on_ticket_changed(self, e: ev.TicketChanged) -> list[Action]:
+        """Every ticket state and close reason the protocol defines."""
+        self._expect(State.REQUEST, State.WAITING, State.IN_CALL, State.HUB_UNREACHABLE,
+                     State.RESULT)
+        ticket, ctx = e.ticket, self.context
+        if self.state is State.RESULT:
+            return []  # the receipt is shown: the ticket's closing changes nothing
+        if self.state is State.HUB_UNREACHABLE:
+            self._go(self.resume_to or State.REQUEST)  # the hub answers: it is back
+        actions: list[Action] = []
+        if ticket.state is p.TicketState.CLOSED:
+            return self._ticket_closed(ticket)
+        if ctx.centre is not None and ticket.centre != ctx.centre:
+            # transferred to another centre: the case follows the citizen there
+            target = self.catalogue.centre(ticket.centre)
+            ctx.note = f"已为您转到{target.name if target else ticket.centre}，请稍候"
+            ctx.centre = ticket.centre
+            actions.append(Action.FOLLOW_TRANSFER)
+        ctx.ticket = ticket
+        if ticket.state in (p.TicketState.WAITING, p.TicketState.OFFERED):
+            if self.state is State.IN_CALL:
+                # the hub put the ticket back in the queue: the call is over
+                ctx.call = None
+                actions.insert(0, Action.END_CALL)
+            if self.state is not State.WAITING:
+                self._go(State.WAITING)
+        return actions
 
-    def _on_call_started(self, call: dict[str, Any]) -> list[Action]:
-        self._expect(State.WAITING, State.IN_CALL)
-        self.context.ticket = {**(self.context.ticket or {}), "call": call}
-        self._go(State.IN_CALL)
-        return [Action.START_CALL, Action.UPLOAD_PACKAGE]
-
-    def _on_call_ended(self, reason: str) -> list[Action]:
-        self._expect(State.IN_CALL)
-        if reason in ("clerk_gone", "declined", "transferred", "hangup", "failed"):
-            self._go(State.WAITING)  # the ticket is back in a queue: nothing is lost
-            return [Action.END_CALL]
-        return [Action.END_CALL]
-
-    def _on_receipt(self, receipt: dict[str, Any]) -> list[Action]:
-        self._expect(State.IN_CALL, State.WAITING)
-        self.context.receipt = receipt
+    def _ticket_closed(self, ticket: p.TicketUpdate) -> list[Action]:
+        ctx = self.context
+        reason = ticket.reason
+        if reason is p.CloseReason.TRANSFERRED:
+            # a new ticket at the other centre follows under the same case
+            ctx.note = "正在为您转接，请稍候"
+            ctx.ticket = None
+            if self.state is not State.WAITING:
+                self._go(State.WAITING)
+            return []
+        if reason is p.CloseReason.KIOSK_GONE:
+            # the hub gave us up while we were away: ask again under the same case
+            ctx.ticket, ctx.call = None, None
+            ctx.note = "网络中断时间较长，正在为您重新排队"
+            self._go(State.REQUEST)
+            return [Action.END_CALL, Action.SEND_TICKET]
+        ctx.ticket, ctx.call = None, None
+        text = ("本次办理已结束。" if reason is p.CloseReason.COMPLETED
+                else "本次排队已取消，没有办理。")
+        ctx.receipt = ev.Receipt(kind="ended" if reason is p.CloseReason.COMPLETED
+                                 else "cancelled", text=text)
         self._go(State.RESULT)
         return [Action.END_CALL, Action.SHOW_RECEIPT]
 
-    def _on_finish(self) -> list[Action]:
+    def _on_service_closed(self, e: ev.ServiceClosed) -> list[Action]:
+        self._expect(State.REQUEST, State.WAITING, State.HUB_UNREACHABLE)
+        self.context.closed = e
+        self.context.ticket = None
+        self._go(State.CLOSED)
+        return []
+
+    def _on_call_started(self, e: ev.CallStarted) -> list[Action]:
+        self._expect(State.REQUEST, State.WAITING, State.IN_CALL, State.HUB_UNREACHABLE)
+        self.context.call = e.call
+        self.context.note = None
+        if self.state is not State.IN_CALL:
+            self._go(State.IN_CALL)
+        return [Action.START_CALL, Action.UPLOAD_PACKAGE]
+
+    def _on_call_ended(self, e: ev.CallEnded) -> list[Action]:
+        self._expect(State.IN_CALL)
+        reason, ctx = e.reason, self.context
+        ctx.call = None
+        if reason is p.CallEndReason.RESTARTED:
+            ctx.note = "正在重新连接，请稍候"
+            return [Action.END_CALL]  # a new call.start follows under the same ticket
+        if reason in (p.CallEndReason.COMPLETED, p.CallEndReason.CANCELLED):
+            ctx.ticket = None
+            ctx.receipt = ev.Receipt(kind="ended", text="本次办理已结束。")
+            self._go(State.RESULT)
+            return [Action.END_CALL, Action.SHOW_RECEIPT]
+        if reason is p.CallEndReason.KIOSK_GONE:
+            ctx.ticket = None
+            ctx.note = "网络中断时间较长，正在为您重新排队"
+            self._go(State.REQUEST)
+            return [Action.END_CALL, Action.SEND_TICKET]
+        # declined, transferred, hung up, failed, the clerk gone: back in a queue, nothing lost
+        ctx.note = {p.CallEndReason.TRANSFERRED: "正在为您转接，请稍候",
+                    p.CallEndReason.DECLINED: "请稍候，您排在最前面",
+                    }.get(reason, "通话中断了，您排在最前面，请稍候")
+        self._go(State.WAITING)
+        return [Action.END_CALL]
+
+    def _on_receipt(self, e: ev.ReceiptGiven) -> list[Action]:
+        self._expect(State.IN_CALL, State.WAITING)
+        self.context.receipt = e.receipt
+        self.context.call = None
+        self._go(State.RESULT)
+        return [Action.END_CALL, Action.SHOW_RECEIPT]
+
+    def _on_finish(self, e: ev.Finish) -> list[Action]:
         self._expect(State.RESULT, State.CLOSED)
         return self._wipe()
 
-    def _on_cancel(self) -> list[Action]:
+    def _on_cancel(self, e: ev.Cancel) -> list[Action]:
         actions = [Action.END_CALL] if self.state is State.IN_CALL else []
         if self.context.ticket and self.state in (State.WAITING, State.IN_CALL,
                                                   State.HUB_UNREACHABLE):
             actions.append(Action.CANCEL_TICKET)
         return actions + self._wipe()
 
-    def _on_back(self) -> list[Action]:
+    def _on_back(self, e: ev.Back) -> list[Action]:
         steps = {State.CHOOSE_MATTER: State.CHOOSE_CENTRE, State.READ_CARD: State.CHOOSE_MATTER,
                  State.VERIFY_FACE: State.READ_CARD, State.CHOOSE_CENTRE: State.IDLE,
                  State.CLOSED: State.CHOOSE_MATTER, State.DEVICE_FAULT: State.IDLE}
@@ -342,19 +438,19 @@ class Session:
         return {State.READ_CARD: [Action.START_CARD_READER],
                 State.CHOOSE_MATTER: [], State.CHOOSE_CENTRE: []}.get(target, [])
 
-    def _on_device_fault(self, device: str) -> list[Action]:
-        self.context.fault = device
+    def _on_device_fault(self, e: ev.DeviceFault) -> list[Action]:
+        self.context.fault = e.device
         actions = [Action.CANCEL_TICKET] if self.context.ticket else []
         self._go(State.DEVICE_FAULT)
         return actions
 
-    def _on_hub_unreachable(self) -> list[Action]:
+    def _on_hub_unreachable(self, e: ev.HubUnreachable) -> list[Action]:
         if self.state in (State.REQUEST, State.WAITING, State.IN_CALL):
             self.resume_to = self.state
             self._go(State.HUB_UNREACHABLE)
         return []
 
-    def _on_hub_back(self) -> list[Action]:
+    def _on_hub_back(self, e: ev.HubBack) -> list[Action]:
         self._expect(State.HUB_UNREACHABLE)
         target = self.resume_to or State.REQUEST
         self._go(target)

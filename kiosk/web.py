@@ -12,12 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
+from kiosk import words
+from kiosk.events import EventError, from_screen
 from kiosk.session import PROMPTS, STILL_THERE, Action, Session, TransitionError
 
 STATIC = Path(__file__).parent / "static"
-TOUCH_EVENTS = frozenset({"touch", "choose_centre", "choose_matter", "back", "cancel", "skip",
-                          "retake", "still_here", "done", "finish"})
-"""What the screen may send; devices, the hub and the desk speak to the session directly."""
 
 
 def _spoken() -> dict[str, str]:
@@ -102,13 +101,13 @@ class TouchScreen:
         """The receipt's QR code (case number and kind) for the citizen's phone."""
         del request
         receipt = self.session.context.receipt
-        if not receipt or not receipt.get("case_number"):
+        if receipt is None or not receipt.case_number:
             raise web.HTTPNotFound()
         import io
 
         import segno
 
-        text = f"TONGBAN:{receipt['case_number']}:{receipt.get('kind', '')}"
+        text = f"TONGBAN:{receipt.case_number}:{receipt.kind}"
         out = io.BytesIO()
         segno.make(text, error="m").save(out, kind="svg", scale=10, border=2)
         return web.Response(body=out.getvalue(), content_type="image/svg+xml",
@@ -129,15 +128,17 @@ class TouchScreen:
     async def event(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
-            name, data = str(body["event"]), dict(body.get("data") or {})
+            name, data = str(body["event"]), body.get("data") or {}
         except (ValueError, KeyError, TypeError):
             raise web.HTTPBadRequest(text="event and data expected") from None
-        if name not in TOUCH_EVENTS:
-            raise web.HTTPForbidden(text="not a touch event")
+        try:
+            event = from_screen(name, data)  # only the citizen's own touches come in here
+        except EventError as exc:
+            raise web.HTTPForbidden(text=str(exc)) from None
         async with self.lock:
             try:
-                actions = self.session.handle(name, time.monotonic(), **data)
-            except (TransitionError, TypeError) as exc:
+                actions = self.session.handle(event, time.monotonic())
+            except TransitionError as exc:
                 return web.json_response({"error": str(exc), **self._screen()}, status=409)
             if self.on_actions is not None:  # also with no actions: the screen changed
                 await self.on_actions(actions)
@@ -146,7 +147,7 @@ class TouchScreen:
     async def speech(self, request: web.Request) -> web.StreamResponse:
         """The prompt of a screen, spoken (espeak-ng, offline), cached as WAV."""
         state = request.match_info["state"]
-        text = SPOKEN.get(state)
+        text = SPOKEN.get(state) or words.sentence_for_key(state)
         if text is None or self.speech_dir is None or shutil.which("espeak-ng") is None:
             raise web.HTTPNotFound()
         self.speech_dir.mkdir(parents=True, exist_ok=True)

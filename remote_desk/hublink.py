@@ -65,32 +65,27 @@ class HubLink:
         self.presence: dict[tuple[str, str], p.ClerkPresence] = {}
         """Each clerk's last word on availability per centre (told again to a new hub)."""
         self._welcomes = 0
-        client.listener = self._client_event
-        for event in ("queue.snapshot", "ticket.offered", "call.start", *TO_CLERK_BY_CALL,
-                      "hub.error"):
-            client.sio.on(event, self._handler(event))
+        self.on_transfer: Any = None
+        """Called (case id, target centre, clerk id) when one of this desk's clerks transfers
+        a citizen to another centre: the case store marks the case so that it may follow."""
+        self._starts: dict[str, p.CallStart] = {}
+        """The calls this desk's clerks hold, by call id (to know a transferred case)."""
+        client.listener = self.from_hub
 
-    def _handler(self, event: str) -> Any:
-        async def handle(data: Any = None) -> None:
-            await self.from_hub(event, data if isinstance(data, dict) else {})
-        return handle
-
-    async def _client_event(self, event: str, data: dict[str, Any]) -> None:
+    async def _rejoin(self, welcome: p.Welcome) -> None:
         """After a reconnect: watch the queues again (rooms belong to the old socket) and, if
         the hub did not know us any more (it restarted without shared state), say again which
         clerks are signed in."""
-        if event != "hub.welcome":
-            return
         self._welcomes += 1
         if self._welcomes == 1:
             return  # start() watches the queues
         for centre in self.centres:
             await self.client.send("queue.watch", p.QueueWatch(centre=centre))
-        if not data.get("resumed"):
+        if not welcome.resumed:
             for (clerk_id, _), message in list(self.presence.items()):
                 if clerk_id in self.clerks:
                     await self.client.send("clerk.presence", message)
-        log.info("desk.hub_rejoined", resumed=bool(data.get("resumed")))
+        log.info("desk.hub_rejoined", resumed=welcome.resumed)
 
     async def start(self) -> None:
         """Connect, and ask for the queues of this desk's centres (sent again on change)."""
@@ -103,36 +98,43 @@ class HubLink:
             task.cancel()
         await self.client.close()
 
-    async def from_hub(self, event: str, data: dict[str, Any]) -> None:
-        """Route a hub event to the clerk(s) it concerns."""
+    async def from_hub(self, event: str, message: p.Message) -> None:
+        """Route one hub event (already parsed with its protocol model) to the clerk(s) it
+        concerns."""
         link: ClerkLink | None
-        if event == "queue.snapshot":
+        if isinstance(message, p.Welcome):
+            await self._rejoin(message)
+        elif isinstance(message, p.QueueSnapshot):
             for each in list(self.clerks.values()):
-                if data.get("centre") in each.centres:
-                    await self._send(each, event, data)
-        elif event in ("ticket.offered", "call.start"):
-            link = self.clerks.get(str(data.get("clerk_id")))
-            if event == "call.start" and link is not None:
-                self.call_owner[data["call_id"]] = link.clerk_id
-                link.calls.add(data["call_id"])
+                if message.centre in each.centres:
+                    await self._send(each, event, message)
+        elif isinstance(message, p.TicketOffered | p.CallStart):
+            link = self.clerks.get(message.clerk_id)
+            if isinstance(message, p.CallStart) and link is not None:
+                self.call_owner[message.call_id] = link.clerk_id
+                self._starts[message.call_id] = message
+                link.calls.add(message.call_id)
             if link is not None:
-                await self._send(link, event, data)
+                await self._send(link, event, message)
         elif event in TO_CLERK_BY_CALL:
-            owner = self.call_owner.get(str(data.get("call_id")))
+            call_id = str(getattr(message, "call_id", ""))
+            owner = self.call_owner.get(call_id)
             link = self.clerks.get(owner) if owner else None
             if link is not None:
-                await self._send(link, event, data)
-            if event == "call.ended" and owner:
-                self.call_owner.pop(data["call_id"], None)
+                await self._send(link, event, message)
+            if isinstance(message, p.CallEnded):
+                self._starts.pop(call_id, None)
+            if isinstance(message, p.CallEnded) and owner:
+                self.call_owner.pop(call_id, None)
                 if link:
-                    link.calls.discard(data["call_id"])
-        elif event == "hub.error":
-            log.info("desk.hub_refused", code=data.get("code"), hub_event=data.get("event"))
+                    link.calls.discard(call_id)
+        elif isinstance(message, p.HubError):
+            log.info("desk.hub_refused", code=message.code, hub_event=message.event)
 
     @staticmethod
-    async def _send(link: ClerkLink, event: str, data: dict[str, Any]) -> None:
+    async def _send(link: ClerkLink, event: str, message: p.Message) -> None:
         if not link.ws.closed:
-            await link.ws.send_json({"event": event, "data": data})
+            await link.ws.send_json({"event": event, "data": p.dump(message)})
 
     async def from_browser(self, link: ClerkLink, event: str, data: Any) -> str | None:
         """Check and forward one browser request; returns an error message or None."""
@@ -153,6 +155,13 @@ class HubLink:
         call_id = getattr(message, "call_id", None)
         if call_id is not None and self.call_owner.get(call_id) != link.clerk_id:
             return "not your call"
+        if isinstance(message, p.TicketTransfer) and message.to_centre is not None \
+                and self.on_transfer is not None:
+            start = next((c for c in self._starts.values()
+                          if c.ticket_id == message.ticket_id and c.clerk_id == link.clerk_id),
+                         None)
+            if start is not None:  # the case may follow only where its clerk sent it
+                await self.on_transfer(start.case_id, message.to_centre, link.clerk_id)
         await self.client.send(event, message)
         return None
 

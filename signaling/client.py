@@ -1,5 +1,7 @@
 """A hub client for kiosks, desk servers and tests: signs a fresh token for every connection
-attempt, keeps the resume token from the last welcome, and queues what the hub sends."""
+attempt, keeps the resume token from the last welcome, and hands on what the hub sends as the
+protocol's models (``protocol.OUTBOUND``), parsed here at the boundary: an event that does not
+validate is logged and refused, never half-used."""
 
 from __future__ import annotations
 
@@ -9,10 +11,26 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
+import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from signaling import protocol as p
 from signaling.auth import make_token
+
+log = structlog.get_logger("signaling.client")
+
+DISCONNECTED = "hub.disconnected"
+"""A local event (never on the wire): the connection to the hub dropped."""
+
+
+class Disconnected(p.Message):
+    """``hub.disconnected`` (local): the connection dropped; the client redials by itself."""
+
+    reason: str
+
+
+Listener = Callable[[str, p.Message], Awaitable[None]]
 
 
 class HubClient:
@@ -36,15 +54,17 @@ class HubClient:
         self.sio = socketio.AsyncClient(reconnection=reconnection, reconnection_delay=0.2,
                                         reconnection_delay_max=1.0, logger=False,
                                         engineio_logger=False)
-        self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
-        self.last: dict[str, dict[str, Any]] = {}
-        """The latest payload of each event received."""
+        self._queues: dict[str, asyncio.Queue[p.Message]] = {}
+        self.last: dict[str, p.Message] = {}
+        """The latest message of each event received."""
+        self.refused: list[str] = []
+        """Events the hub sent that did not validate (their names; they were dropped)."""
         self.sio.on("*", self._receive)
         self.sio.on("connect_error", self._refused)
         self.sio.on("disconnect", self._disconnected)
-        self.listener: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
-        """Called with every event received, and with ``hub.disconnected`` (local) when the
-        connection drops; queues are kept as well."""
+        self.listener: Listener | None = None
+        """Called with every valid event received, and with ``hub.disconnected`` (local,
+        ``Disconnected``) when the connection drops; queues are kept as well."""
         self.welcomed = asyncio.Event()
         self.refusal: dict[str, Any] | None = None
         """Why the hub refused the last connection attempt ({code, message})."""
@@ -58,7 +78,7 @@ class HubClient:
     async def _disconnected(self, reason: Any = None) -> None:
         self.welcomed.clear()
         if self.listener is not None:
-            await self.listener("hub.disconnected", {"reason": str(reason)})
+            await self.listener(DISCONNECTED, Disconnected(reason=str(reason)))
         # python-socketio reconnects after a lost transport but not when the server said
         # goodbye, which is what a hub does when it restarts: reconnect ourselves then
         if self.reconnection and reason == socketio.AsyncClient.reason.SERVER_DISCONNECT:
@@ -93,30 +113,51 @@ class HubClient:
             auth["resume"] = self.resume_token
         return auth
 
+    @staticmethod
+    def parse(event: str, data: Any) -> p.Message:
+        """One event from the hub as its protocol model; ValueError if it is not one."""
+        model = p.OUTBOUND.get(event)
+        if model is None:
+            raise ValueError(f"the hub sends no event {event[:64]!r}")
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"]) or "payload"
+            raise ValueError(f"{event}: {where}: {first['msg']}") from None
+
     async def _receive(self, event: str, data: Any = None) -> None:
-        if event == "hub.welcome" and isinstance(data, dict):
-            self.resume_token = data.get("resume_token")
+        try:
+            message = self.parse(event, data)
+        except ValueError as exc:
+            # never the payload itself: it may carry a case's details
+            log.warning("hub_client.event_refused", client=self.client_id, why=str(exc)[:200])
+            self.refused.append(event[:64])
+            return
+        if isinstance(message, p.Welcome):
+            self.resume_token = message.resume_token
             self.welcomed.set()
-        payload = data if isinstance(data, dict) else {"data": data}
-        self.last[event] = payload
+        self.last[event] = message
         if self.keep_queues:
-            self.queue(event).put_nowait(payload)
+            self.queue(event).put_nowait(message)
         elif event == "hub.welcome":  # only the newest welcome is kept, for connect()
             self.drain(event)
-            self.queue(event).put_nowait(payload)
+            self.queue(event).put_nowait(message)
         if self.listener is not None:
-            await self.listener(event, payload)
+            await self.listener(event, message)
 
-    def queue(self, event: str) -> asyncio.Queue[dict[str, Any]]:
+    def queue(self, event: str) -> asyncio.Queue[p.Message]:
         return self._queues.setdefault(event, asyncio.Queue())
 
-    async def connect(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def connect(self, timeout: float = 5.0) -> p.Welcome:
         """Connect and wait for the hub's welcome."""
         self.welcomed.clear()
         self.drain("hub.welcome")  # an older connection's
         await self.sio.connect(self.url, auth=self._auth, transports=["websocket"],
                                wait_timeout=timeout)
-        return await self.next("hub.welcome", timeout)
+        welcome = await self.next("hub.welcome", timeout)
+        assert isinstance(welcome, p.Welcome)
+        return welcome
 
     async def send(self, event: str, message: p.Message) -> None:
         await self.sio.emit(event, p.dump(message))
@@ -124,11 +165,13 @@ class HubClient:
     async def send_raw(self, event: str, data: Any) -> None:
         await self.sio.emit(event, data)
 
-    async def next(self, event: str, timeout: float = 5.0) -> dict[str, Any]:
-        """The next ``event`` received (waits up to ``timeout`` seconds)."""
+    async def next(self, event: str, timeout: float = 5.0) -> Any:
+        """The next ``event`` received, as its model (waits up to ``timeout`` seconds).
+
+        Typed ``Any`` for the tests' convenience: the object is always ``OUTBOUND[event]``."""
         return await asyncio.wait_for(self.queue(event).get(), timeout)
 
-    def drain(self, event: str) -> list[dict[str, Any]]:
+    def drain(self, event: str) -> list[p.Message]:
         q = self.queue(event)
         out = []
         while not q.empty():

@@ -371,7 +371,7 @@ class Hub:
                     ticket_id = call.ticket_id if call else ticket_id
                     if call:
                         await self._emit("call.ended", p.CallEnded(call_id=call.id,
-                                                                   reason="clerk_gone"),
+                                                                   reason=p.CallEndReason.CLERK_GONE),
                                          call.kiosk_id)
                         await self.store.delete(f"call:{call.id}")
                 if ticket_id:
@@ -554,8 +554,8 @@ class Hub:
         if ticket.call_id:
             call = await self.store.call(ticket.call_id)
             if call:
-                await self._emit("call.ended", p.CallEnded(call_id=call.id, reason=reason.value),
-                                 call.desk_id)
+                ended = p.CallEnded(call_id=call.id, reason=p.CallEndReason(reason.value))
+                await self._emit("call.ended", ended, call.desk_id)
                 await self.store.delete(f"call:{call.id}")
         for clerk_id in {ticket.clerk_id, ticket.offered_to} - {None}:
             clerk = await self.store.clerk(str(clerk_id))
@@ -697,11 +697,11 @@ class Hub:
         ticket = await self._held_by(desk, m.clerk_id, m.ticket_id)
         async with self.store.lock(f"centre:{ticket.centre}"):
             ticket = await self._held_by(desk, m.clerk_id, m.ticket_id)
-            await self._hand_back(ticket, "declined")
+            await self._hand_back(ticket, p.CallEndReason.DECLINED)
         await self._route(ticket.centre)
         await self._queue_changed(ticket.centre)
 
-    async def _hand_back(self, ticket: Ticket, reason: str) -> None:
+    async def _hand_back(self, ticket: Ticket, reason: p.CallEndReason) -> None:
         """End the ticket's call (if any), free its clerk, and put it at the queue's front."""
         if ticket.call_id:
             call = await self.store.call(ticket.call_id)
@@ -729,7 +729,7 @@ class Hub:
                 target = self.directory.centre(m.to_centre)
                 if target is None or ticket.matter not in target.matters:
                     raise Refusal("not_found", "that centre does not handle this matter")
-                await self._hand_back(ticket, "transferred")
+                await self._hand_back(ticket, p.CallEndReason.TRANSFERRED)
                 await self.store.queue_remove(origin, ticket.id)
                 ticket.centre = m.to_centre
                 await self.store.save(ticket)
@@ -739,7 +739,7 @@ class Hub:
                 if target_clerk is None or ticket.matter not in target_clerk.matters or \
                         target_clerk.call_id or target_clerk.offered_ticket:
                     raise Refusal("conflict", "that clerk cannot take this ticket now")
-                await self._hand_back(ticket, "transferred")
+                await self._hand_back(ticket, p.CallEndReason.TRANSFERRED)
                 ticket = await self.store.ticket(ticket.id) or ticket
                 await self.store.queue_remove(origin, ticket.id)
                 ticket.centre = target_clerk.centre
@@ -804,8 +804,8 @@ class Hub:
                 clerk.call_id = fresh.id
                 await self.store.save(clerk)
         for party in (call.kiosk_id, call.desk_id):
-            await self._emit("call.ended", p.CallEnded(call_id=call.id, reason="restarted"),
-                             party)
+            await self._emit("call.ended", p.CallEnded(
+                call_id=call.id, reason=p.CallEndReason.RESTARTED), party)
         await self._start_call(fresh, ticket)
 
     async def _call_end(self, sid: str, sender: Credential, m: p.CallEnd) -> None:
@@ -820,13 +820,14 @@ class Hub:
             if ticket is None:
                 return
             other = call.desk_id if sender.id == call.kiosk_id else call.kiosk_id
-            await self._emit("call.ended", p.CallEnded(call_id=call.id, reason=m.reason), other)
+            await self._emit("call.ended", p.CallEnded(
+                call_id=call.id, reason=p.CallEndReason(m.reason)), other)
             if m.reason == "completed":
                 await self._close(ticket, p.CloseReason.COMPLETED)
             elif sender.id == call.kiosk_id:
                 await self._close(ticket, p.CloseReason.CANCELLED)
             else:
-                await self._hand_back(ticket, m.reason)
+                await self._hand_back(ticket, p.CallEndReason(m.reason))
                 await self._emit("ticket.update", await self._update_for(ticket),
                                  ticket.kiosk_id)
         await self._route(ticket.centre)

@@ -49,9 +49,36 @@ class TicketState(StrEnum):
 
 class CloseReason(StrEnum):
     CANCELLED = "cancelled"
+    """The citizen gave up (or the kiosk's session ended)."""
     COMPLETED = "completed"
+    """The case was dealt with in the call."""
     KIOSK_GONE = "kiosk_gone"
+    """The kiosk stayed away longer than the grace period."""
     TRANSFERRED = "transferred"
+    """Handed to another centre under a new ticket (the case follows)."""
+
+
+class CallEndReason(StrEnum):
+    """Why a call ended (``call.ended``)."""
+
+    COMPLETED = "completed"
+    """The case was dealt with; the ticket closes."""
+    HANGUP = "hangup"
+    """The other party hung up without completing: the ticket goes back to the queue."""
+    FAILED = "failed"
+    """The call could not be held (e.g. the clerk's browser stayed away)."""
+    RESTARTED = "restarted"
+    """Replaced by a new call under the same ticket (a ``call.start`` follows)."""
+    CLERK_GONE = "clerk_gone"
+    """The clerk's desk stayed away longer than the grace period."""
+    DECLINED = "declined"
+    """The clerk handed the ticket back to the front of the queue."""
+    TRANSFERRED = "transferred"
+    """The clerk transferred the citizen to another clerk or centre."""
+    CANCELLED = "cancelled"
+    """The citizen gave up."""
+    KIOSK_GONE = "kiosk_gone"
+    """The kiosk stayed away longer than the grace period."""
 
 
 # -- kiosk to hub -------------------------------------------------------------------------------
@@ -248,7 +275,7 @@ class CallEnded(Message):
     """``call.ended``: the call is over."""
 
     call_id: Token
-    reason: str
+    reason: CallEndReason
 
 
 class Welcome(Message):

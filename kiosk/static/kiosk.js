@@ -25,8 +25,6 @@ function speak(screen) {
   });
 }
 
-function minutes(s) { return s ? `约 ${Math.max(1, Math.round(s / 60))} 分钟` : ""; }
-
 function render(screen) {
   document.body.dataset.state = screen.state;
   $("prompt").textContent = screen.prompt;
@@ -49,14 +47,20 @@ function render(screen) {
       actions.appendChild(button("重拍", () => post("retake"), "secondary"));
       if (!screen.key) actions.appendChild(button("没有这份，跳过", () => post("skip"), "secondary"));
       break;
-    case "waiting": detail.innerHTML = ""; { const p = document.createElement("div"); p.className = "big"; p.textContent = screen.position ? `前面还有 ${screen.position - 1} 人` : "正在排队"; detail.appendChild(p); const w = document.createElement("div"); w.textContent = minutes(screen.expected_wait_s); detail.appendChild(w); } break;
-    case "closed": detail.textContent = screen.next_opening ? `下次办理时间：${screen.next_opening.slice(0, 16).replace("T", " ")}` : "暂时无人值守"; break;
-    case "result": { const r = screen.receipt || {}; detail.textContent = `受理编号：${r.case_number || "—"}`; actions.appendChild(button("办好了", () => post("finish"))); } break;
+    case "waiting": detail.innerHTML = ""; {
+        const p = document.createElement("div"); p.className = "big"; p.id = "position"; p.textContent = screen.position_words || "正在排队"; detail.appendChild(p);
+        const w = document.createElement("div"); w.id = "wait"; w.textContent = screen.wait_words || ""; detail.appendChild(w);
+        if (screen.centre_name) { const c = document.createElement("div"); c.textContent = `办理地：${screen.centre_name}`; detail.appendChild(c); }
+        actions.appendChild(button("不等了，取消办理", () => post("cancel"), "secondary"));
+      } break;
+    case "closed": detail.textContent = screen.detail || "现在不能远程办理"; actions.appendChild(button("换一个事项", () => post("back"), "secondary")); actions.appendChild(button("知道了", () => post("finish"))); break;
+    case "result": { const r = screen.receipt || {}; detail.textContent = r.case_number ? `受理编号：${r.case_number}` : (r.text || "本次办理已结束"); actions.appendChild(button("办好了", () => post("finish"))); } break;
     case "device_fault": detail.textContent = "请联系现场工作人员"; break;
     case "hub_unreachable": detail.textContent = "请稍候，不需要重新办理"; break;
   }
   if (screen.hint && !screen.still_there) { const h = document.createElement("div"); h.className = "hint"; h.id = "hint"; h.textContent = screen.hint; detail.prepend(h); }
   if (screen.gate && screen.state === "capture") { const g = document.createElement("div"); g.className = "hint"; g.textContent = screen.gate; detail.appendChild(g); }
+  if (screen.note && ["waiting", "in_call", "request"].includes(screen.state)) { const n = document.createElement("div"); n.className = "hint"; n.id = "note"; n.textContent = screen.note; detail.prepend(n); }
   if (screen.call_note && screen.state === "in_call") { const n = document.createElement("div"); n.className = "hint"; n.textContent = screen.call_note; detail.appendChild(n); }
   if (screen.state === "capture" && screen.captured) { const c = document.createElement("div"); c.textContent = `已拍 ${screen.captured} 页`; detail.appendChild(c); }
   if (screen.simulated) { const b = document.createElement("div"); b.className = "simulated"; b.textContent = "演示：设备均为模拟"; detail.appendChild(b); }

@@ -218,8 +218,8 @@ async def test_hub_restart_mid_call_both_sides_resume(tmp_path: Any) -> None:
         await stack.restart_hub(down_s=1.0)
         await until(lambda: kiosk_hub.connected and desk_hub.connected, 30,
                     "both sides reconnected")
-        assert kiosk_hub.last["hub.welcome"]["resumed"] is True
-        assert desk_hub.last["hub.welcome"]["resumed"] is True
+        assert kiosk_hub.last["hub.welcome"].resumed is True
+        assert desk_hub.last["hub.welcome"].resumed is True
         # the call's media never went through the hub: it kept flowing; the session is intact
         before = clerk.video_frames
         await until(lambda: clerk.video_frames > before + 10, 10, "media after the restart")
@@ -261,15 +261,15 @@ async def test_hub_restarted_without_shared_state_the_kiosk_asks_again(
         await stack.restart_hub(down_s=2.0)  # the memory hub forgot every ticket and clerk
         await until(lambda: hub.last["ticket.update"] is not before and hub.connected, 40,
                     "the ticket asked for again")
-        assert hub.last["ticket.update"]["case_id"] == case_id
-        assert hub.last["hub.welcome"]["resumed"] is False
+        assert hub.last["ticket.update"].case_id == case_id
+        assert hub.last["hub.welcome"].resumed is False
         await bot.wait("waiting", timeout=5)
         assert stack.kiosk.report.case_ids == [case_id]  # the same case, nothing lost
         # the desk told the new hub who is signed in and watches its queues again
         await until(lambda: any(i.get("offered_to") == DEMO_CLERK
                                 for i in clerk.queue.values()
-                                if i["ticket_id"] == hub.last["ticket.update"]["ticket_id"]),
+                                if i["ticket_id"] == hub.last["ticket.update"].ticket_id),
                     20, "the ticket offered to the clerk by the new hub")
-        await clerk.accept(hub.last["ticket.update"]["ticket_id"])
+        await clerk.accept(hub.last["ticket.update"].ticket_id)
         await until(lambda: clerk.video_frames > 5, 30, "the call")
         assert clerk.call is not None and clerk.call["case_id"] == case_id

@@ -6,15 +6,17 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 
+from kiosk import events as ev
 from kiosk.catalogue import load_catalogue
 from kiosk.session import Session, State
 from kiosk.web import TouchScreen
+from signaling import protocol as p
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -58,39 +60,46 @@ async def screen() -> AsyncIterator[tuple[str, Session]]:
 def _drive(session: Session, target: State) -> None:
     """Walk the session to ``target`` as devices, the hub and the citizen would."""
     t = time.monotonic()
-    steps: list[tuple[str, dict[str, Any]]] = [
-        ("touch", {}), ("choose_centre", {"centre": "yongjia"}),
-        ("choose_matter", {"matter": "yb-ydjz-ba", "by_proxy": True}),
-        ("card_read", {"card": {"card_type": "resident"}}),
-        ("face_result", {"decision": "match", "liveness": True}),
+    steps: list[ev.SessionEvent] = [
+        ev.Touch(), ev.ChooseCentre(centre="yongjia"),
+        ev.ChooseMatter(matter="yb-ydjz-ba", by_proxy=True),
+        ev.CardRead(card={"card_type": "resident"}),
+        ev.FaceResult(decision="match", liveness=True),
     ]
     order = [State.CHOOSE_CENTRE, State.CHOOSE_MATTER, State.READ_CARD, State.VERIFY_FACE,
              State.CAPTURE]
-    for (event, data), reached in zip(steps, order, strict=True):
-        session.handle(event, t, **data)
+    for event, reached in zip(steps, order, strict=True):
+        session.handle(event, t)
         if reached is target:
             return
     if target is State.CAPTURE:
         return
     for code in ("id_card", "proxy_letter", "agent_id_card"):
-        session.handle("captured", t, material=code)
-        session.handle("done", t)
-    session.handle("skip", t)
+        session.handle(ev.Captured(material=code), t)
+        session.handle(ev.Done(), t)
+    session.handle(ev.Skip(), t)
     if target is State.CLOSED:
-        session.handle("service_closed", t, reason="outside_hours",
-                       next_opening="2026-11-27T08:30:00+08:00")
+        closed = p.ServiceClosed(centre="yongjia", matter="yb-ydjz-ba", reason="outside_hours",
+                                 next_opening="2026-11-27T08:30:00+08:00")
+        event = ev.from_hub(closed, case_id=None, call_id=None, today=date(2026, 11, 26))
+        assert event is not None
+        session.handle(event, t)
         return
-    session.handle("queued", t, ticket={"ticket_id": "t", "position": 3,
-                                        "expected_wait_s": 900})
+    session.handle(ev.TicketChanged(ticket=p.TicketUpdate(
+        ticket_id="ticket-0001", case_id="case-0001", centre="yongjia", matter="yb-ydjz-ba",
+        state=p.TicketState.WAITING, position=3, expected_wait_s=900)), t)
     if target is State.WAITING:
         return
     if target is State.HUB_UNREACHABLE:
-        session.handle("hub_unreachable", t)
+        session.handle(ev.HubUnreachable(), t)
         return
-    session.handle("call_started", t, call={"call_id": "c"})
+    session.handle(ev.CallStarted(call=p.CallStart(
+        call_id="call-0001", ticket_id="ticket-0001", case_id="case-0001", role="offerer",
+        clerk_id="clerk-a", ice_servers=[])), t)
     if target is State.IN_CALL:
         return
-    session.handle("receipt", t, receipt={"case_number": "yongjia-20261126-00001"})
+    session.handle(ev.ReceiptGiven(receipt=ev.Receipt(case_number="yongjia-20261126-00001",
+                                                      kind="accept")), t)
 
 
 SCREENS = [State.IDLE, State.CHOOSE_CENTRE, State.CHOOSE_MATTER, State.READ_CARD,
@@ -113,11 +122,11 @@ async def test_every_screen_is_large_high_contrast_and_captured(
                   "--autoplay-policy=no-user-gesture-required"])
         page = await browser.new_page(viewport={"width": 1920, "height": 1080})
         for state in SCREENS:
-            session.handle("cancel", time.monotonic()) if session.state is not State.IDLE \
+            session.handle(ev.Cancel(), time.monotonic()) if session.state is not State.IDLE \
                 else None
             if state is State.DEVICE_FAULT:
                 _drive(session, State.READ_CARD)
-                session.handle("device_fault", time.monotonic(), device="idcard")
+                session.handle(ev.DeviceFault(device="idcard"), time.monotonic())
             elif state is not State.IDLE:
                 _drive(session, state)
             assert session.state is state
@@ -132,7 +141,7 @@ async def test_every_screen_is_large_high_contrast_and_captured(
             worst[state.value] = min(t["contrast"] for t in texts)
             await page.screenshot(path=str(ARTIFACTS / f"kiosk-{state.value}.png"))
         # a touch on the page reaches the session: start from idle
-        session.handle("cancel", time.monotonic())
+        session.handle(ev.Cancel(), time.monotonic())
         await page.goto(base + "/")
         await page.click("button:has-text('开始办理')")
         await page.wait_for_function("document.body.dataset.state === 'choose_centre'")
@@ -153,13 +162,18 @@ async def test_live_pictures_and_receipt_qr_endpoints(screen: tuple[str, Session
             assert r.status == 404
         async with s.get(base + "/api/receipt.svg") as r:
             assert r.status == 404  # no receipt, no code
-        session.context.receipt = {"case_number": "yongjia-20261126-00001", "kind": "accept"}
+        session.context.receipt = ev.Receipt(case_number="yongjia-20261126-00001", kind="accept")
         async with s.get(base + "/api/receipt.svg") as r:
             assert r.status == 200 and r.content_type == "image/svg+xml"
             assert b"<svg" in await r.read()
         async with s.post(base + "/api/event", json={"event": "card_read",
                                                      "data": {"card": {}}}) as r:
             assert r.status == 403  # only touches come from the screen
+        async with s.post(base + "/api/event", json={"event": "choose_centre",
+                                                     "data": {"centre": "<script>"}}) as r:
+            assert r.status == 403 and "centre" in await r.text()  # validated at the door
+        async with s.get(base + "/api/speech/queue-99999-1.wav") as r:
+            assert r.status == 404  # only the sentences the kiosk says
 
 
 async def test_spoken_prompts_cover_the_liveness_turns(tmp_path: Path) -> None:
@@ -172,7 +186,8 @@ async def test_spoken_prompts_cover_the_liveness_turns(tmp_path: Path) -> None:
     await server.start_server()
     base = str(server.make_url("")).rstrip("/")
     async with aiohttp.ClientSession() as s:
-        for key in ("idle", "still_there", "liveness_turn_left", "liveness_turn_right"):
+        for key in ("idle", "still_there", "liveness_turn_left", "liveness_turn_right",
+                    "queue-3-16"):
             async with s.get(f"{base}/api/speech/{key}.wav") as r:
                 assert r.status == 200, key
                 assert (await r.read())[:4] == b"RIFF"

@@ -179,10 +179,10 @@ async def test_clerk_takes_a_call_and_decides_in_chromium(stack: dict[str, Any])
         await accept.click()
         start = await kiosk.next("call.start", timeout=10)
         peer = KioskPeer()
-        await kiosk.send("call.offer", p.CallOffer(call_id=start["call_id"],
+        await kiosk.send("call.offer", p.CallOffer(call_id=start.call_id,
                                                    sdp=await peer.offer()))
         answer = await kiosk.next("call.answer", timeout=15)
-        await peer.answer(answer["sdp"])
+        await peer.answer(answer.sdp)
         await page.wait_for_function(
             "document.getElementById('citizen').videoWidth > 0", timeout=15_000)
         first_frame_ms = (time.perf_counter() - accepted_at) * 1000
@@ -195,7 +195,7 @@ async def test_clerk_takes_a_call_and_decides_in_chromium(stack: dict[str, Any])
         got = peer.incoming
         while (got.video_frames < 30 or got.audio_frames < 50) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        directions = [line for line in answer["sdp"].splitlines()
+        directions = [line for line in answer.sdp.splitlines()
                       if line in ("a=sendrecv", "a=recvonly", "a=sendonly", "a=inactive")]
         assert peer.incoming.video_frames >= 30, f"no video from the clerk's browser ({directions})"
         assert peer.incoming.audio_frames >= 50 and peer.incoming.audio_level > 0, \
@@ -223,7 +223,7 @@ async def test_clerk_takes_a_call_and_decides_in_chromium(stack: dict[str, Any])
             timeout=10_000)
         result = await page.text_content("#decision-result")
         receipt = await kiosk.next("call.command", timeout=10)
-        assert receipt["name"] == "receipt" and "容缺受理" in receipt["args"]["text"]
+        assert receipt.name == "receipt" and "容缺受理" in str(receipt.args["text"])
         await page.screenshot(path=str(ARTIFACTS / "desk-decision.png"))
         await browser.close()
     await peer.pc.close()

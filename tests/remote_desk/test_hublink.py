@@ -104,10 +104,10 @@ async def test_a_clerk_takes_a_call_through_the_desk(world: tuple[str, DeskApp, 
     start = await clerk.next("call.start")
     assert start["role"] == "answerer"
     kiosk_start = await kiosk.next("call.start")
-    await kiosk.send("call.offer", p.CallOffer(call_id=kiosk_start["call_id"], sdp="v=0 o"))
+    await kiosk.send("call.offer", p.CallOffer(call_id=kiosk_start.call_id, sdp="v=0 o"))
     assert (await clerk.next("call.offer"))["sdp"] == "v=0 o"
     await clerk.send("call.answer", {"v": 1, "call_id": start["call_id"], "sdp": "v=0 a"})
-    assert (await kiosk.next("call.answer"))["sdp"] == "v=0 a"
+    assert (await kiosk.next("call.answer")).sdp == "v=0 a"
     await clerk.close()
 
 

@@ -133,15 +133,15 @@ async def test_kiosk_on_one_process_and_desk_on_the_other_set_up_a_call(
                                                        case_id="case-0001"))
     ticket = await kiosk.next("ticket.update")
     offered = await desk.next("ticket.offered")
-    assert offered["ticket_id"] == ticket["ticket_id"]
-    await desk.send("ticket.accept", p.TicketAccept(ticket_id=ticket["ticket_id"],
+    assert offered.ticket_id == ticket.ticket_id
+    await desk.send("ticket.accept", p.TicketAccept(ticket_id=ticket.ticket_id,
                                                     clerk_id="clerk-a"))
     start = await kiosk.next("call.start")
     await desk.next("call.start")
-    await kiosk.send("call.offer", p.CallOffer(call_id=start["call_id"], sdp="v=0 offer"))
-    assert (await desk.next("call.offer"))["sdp"] == "v=0 offer"
-    await desk.send("call.answer", p.CallAnswer(call_id=start["call_id"], sdp="v=0 answer"))
-    assert (await kiosk.next("call.answer"))["sdp"] == "v=0 answer"
+    await kiosk.send("call.offer", p.CallOffer(call_id=start.call_id, sdp="v=0 offer"))
+    assert (await desk.next("call.offer")).sdp == "v=0 offer"
+    await desk.send("call.answer", p.CallAnswer(call_id=start.call_id, sdp="v=0 answer"))
+    assert (await kiosk.next("call.answer")).sdp == "v=0 answer"
 
 
 async def test_a_ticket_survives_its_process_being_killed(
@@ -164,9 +164,9 @@ async def test_a_ticket_survives_its_process_being_killed(
     kiosk.sio = type(kiosk.sio)(reconnection=False)
     kiosk.sio.on("*", kiosk._receive)
     welcome = await kiosk.connect()
-    assert welcome["resumed"] is True
-    assert [t["ticket_id"] for t in welcome["tickets"]] == [ticket["ticket_id"]]
+    assert welcome.resumed is True
+    assert [t.ticket_id for t in welcome.tickets] == [ticket.ticket_id]
     await desk.send("clerk.presence", p.ClerkPresence(clerk_id="clerk-a", centre="c1",
                                                       matters=["m1"], available=True))
     offered = await desk.next("ticket.offered")
-    assert offered["ticket_id"] == ticket["ticket_id"]
+    assert offered.ticket_id == ticket.ticket_id
