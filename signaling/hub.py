@@ -27,10 +27,20 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from signaling import policy
 from signaling import protocol as p
 from signaling.auth import AuthError, Credential, CredentialStore, TokenVerifier
 from signaling.directory import Directory, load_directory
-from signaling.store import Call, Clerk, ClientRecord, MemoryStore, RedisStore, Store, Ticket
+from signaling.store import (
+    Call,
+    Clerk,
+    ClientRecord,
+    MemoryStore,
+    RedisStore,
+    ServiceTime,
+    Store,
+    Ticket,
+)
 from signaling.turn import ice_servers_for
 
 log = structlog.get_logger("signaling.hub")
@@ -434,23 +444,55 @@ class Hub:
                               matter=ticket.matter, state=ticket.state, position=position,
                               expected_wait_s=wait, reason=ticket.closed_reason)
 
+    def _directory_service_s(self, matter: str) -> float:
+        found = self.directory.matter(matter)
+        return (found.avg_service_minutes if found else 8.0) * 60
+
+    async def _learn(self, ticket: Ticket, seconds: float) -> None:
+        """A completed call teaches the centre's service time of its matter."""
+        key = f"service_time:{ticket.centre}:{ticket.matter}"
+        known = await self.store.get(ServiceTime, key)
+        learned = policy.learn_service_time(known.seconds if known else None, seconds,
+                                            self._directory_service_s(ticket.matter))
+        await self.store.put(key, ServiceTime(seconds=learned,
+                                              calls=(known.calls if known else 0) + 1))
+
+    async def _service_times(self, centre: str, matters: set[str]) -> dict[str, float]:
+        ordered = sorted(matters)
+        known = await self.store.get_many(ServiceTime, [f"service_time:{centre}:{m}"
+                                                        for m in ordered])
+        return {m: (k.seconds if k else self._directory_service_s(m))
+                for m, k in zip(ordered, known, strict=True)}
+
     async def _queue_changed(self, centre: str) -> None:
         """Tell every waiting kiosk its position and wait, and the centre's desks the queue."""
         if not centre:
             return
         waiting = await self._waiting(centre)
-        clerks = [c for c in await self._clerks(centre)]
+        clerks = await self._clerks(centre)
         now = self.clock()
+        calls = await self.store.get_many(Call, [f"call:{c.call_id}" for c in clerks
+                                                 if c.call_id])
+        call_tickets = await self.store.get_many(Ticket, [f"ticket:{c.ticket_id}"
+                                                          for c in calls if c])
+        matter_of = {t.id: t.matter for t in call_tickets if t}
+        started = {c.clerk_id: (c.started_at, matter_of.get(c.ticket_id)) for c in calls if c}
+        loads = [policy.ClerkLoad(clerk_id=c.id, matters=frozenset(c.matters),
+                                  available=c.available, call_started_at=(
+                                      started[c.id][0] if c.id in started else None),
+                                  call_matter=started[c.id][1] if c.id in started else None)
+                 for c in clerks]
+        service = await self._service_times(
+            centre, {t.matter for t in waiting} | {m for _, m in started.values() if m})
+        waits = policy.expected_waits(
+            [policy.WaitingTicket(t.id, t.matter, t.offered_to) for t in waiting], loads,
+            service, now)
         position_by_matter: dict[str, int] = {}
         for ticket in waiting:
             position_by_matter[ticket.matter] = position_by_matter.get(ticket.matter, 0) + 1
             position = position_by_matter[ticket.matter]
-            serving = max(1, sum(ticket.matter in c.matters for c in clerks))
-            matter = self.directory.matter(ticket.matter)
-            minutes = matter.avg_service_minutes if matter else 8.0
-            wait = int(math.ceil(position / serving) * minutes * 60)
-            await self._emit("ticket.update", await self._update_for(ticket, position, wait),
-                             ticket.kiosk_id)
+            await self._emit("ticket.update", await self._update_for(
+                ticket, position, waits.get(ticket.id)), ticket.kiosk_id)
         centre_info = self.directory.centre(centre)
         snapshot = p.QueueSnapshot(
             centre=centre, routing=centre_info.routing if centre_info else "pick",
@@ -823,6 +865,7 @@ class Hub:
             await self._emit("call.ended", p.CallEnded(
                 call_id=call.id, reason=p.CallEndReason(m.reason)), other)
             if m.reason == "completed":
+                await self._learn(ticket, self.clock() - call.started_at)
                 await self._close(ticket, p.CloseReason.COMPLETED)
             elif sender.id == call.kiosk_id:
                 await self._close(ticket, p.CloseReason.CANCELLED)

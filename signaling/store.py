@@ -64,6 +64,15 @@ class Call(BaseModel):
     started_at: float
 
 
+class ServiceTime(BaseModel):
+    """The learned service time of one matter at one centre (``service_time:CENTRE:MATTER``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float
+    calls: int = 0
+
+
 class ClientRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
