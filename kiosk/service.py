@@ -11,6 +11,7 @@ mutation happens under one lock, from touches, devices and the hub alike.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import secrets
 import shutil
@@ -122,6 +123,10 @@ class KioskService:
         self._background: set[asyncio.Task[Any]] = set()
         self._jpeg_cache: dict[str, tuple[int, bytes]] = {}
         self.delivered: list[str] = []
+        self.shown: collections.deque[tuple[float, dict[str, Any]]] = collections.deque(
+            maxlen=500)
+        """Every distinct screen the session produced, with the clock's time (no personal
+        data: the screen carries none beyond the step's own), for the demo's reports."""
         self._runner: Any = None
         self.screen_url: str | None = None
         self._label_simulated()
@@ -235,6 +240,9 @@ class KioskService:
 
     async def _carry_out(self, actions: list[Action]) -> None:
         """Called under the lock; long work goes to tasks."""
+        screen = self.session.screen()
+        if not self.shown or self.shown[-1][1] != screen:
+            self.shown.append((self.clock(), screen))
         if self.session.state is not self._shown_state:
             # a new screen: the last step's notes do not belong on it
             self._shown_state = self.session.state

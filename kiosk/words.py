@@ -40,8 +40,8 @@ def queue_speech_key(position: int | None, expected_wait_s: int | None) -> str |
     """The key under which the touch screen speaks the waiting sentence (position, minutes)."""
     if position is None:
         return None
-    minutes = -1 if expected_wait_s is None else round(expected_wait_s / 60)
-    return f"queue-{min(position, 999)}-{max(minutes, 0) if minutes >= 0 else 9999}"
+    minutes = 9999 if expected_wait_s is None else min(round(expected_wait_s / 60), 9998)
+    return f"queue-{min(position, 999)}-{minutes}"
 
 
 def sentence_for_key(key: str) -> str | None:
@@ -61,9 +61,10 @@ def opening_words(opening: datetime, today: date) -> str:
     name = {0: "今天", 1: "明天", 2: "后天"}.get(delta)
     when = f"{day.month}月{day.day}日，星期{WEEKDAYS_ZH[day.weekday()]}"
     hour = opening.hour
-    half = "上午" if hour < 12 else "下午"
+    part = ("凌晨" if hour < 6 else "上午" if hour < 12 else "中午" if hour < 13
+            else "下午" if hour < 18 else "晚上")
     clock = f"{hour if hour <= 12 else hour - 12}:{opening.minute:02d}"
-    return f"{name}（{when}）{half}{clock}" if name else f"{when} {half}{clock}"
+    return f"{name}（{when}）{part}{clock}" if name else f"{when} {part}{clock}"
 
 
 def closed_words(reason: str, centre_name: str, opening: str | None) -> str:

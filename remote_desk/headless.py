@@ -20,6 +20,15 @@ import aiohttp
 from tongban.rtc import IncomingMedia, synthetic_video, tone
 
 
+class DecisionRefused(RuntimeError):
+    """The desk refused a decision (``status``: 409 for a conflict)."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"decision refused: {status} {body.get('error')}")
+        self.status = status
+        self.body = body
+
+
 class HeadlessClerk:
     """One clerk session against a desk server."""
 
@@ -41,6 +50,13 @@ class HeadlessClerk:
         self.accepted_at: float | None = None
         """time.monotonic() of the last accept."""
         self.call_started = asyncio.Event()
+        self.offers: list[str] = []
+        """Ticket ids offered to this clerk, in order."""
+        self.seen: list[dict[str, Any]] = []
+        """What the clerk's screen showed, step by step: each queue (its rows) as it changed,
+        offers, calls started and ended (for the demo's scenario reports)."""
+        self.t0 = time.monotonic()
+        """``seen`` steps are timed from here."""
         self._reader: asyncio.Task[None] | None = None
 
     @property
@@ -85,16 +101,35 @@ class HeadlessClerk:
             body = json.loads(msg.data)
             await self._on(str(body["event"]), body.get("data") or {})
 
+    def _saw(self, what: str, **detail: Any) -> None:
+        self.seen.append({"t": round(time.monotonic() - self.t0, 2), "what": what, **detail})
+
     async def _on(self, event: str, data: dict[str, Any]) -> None:
         if event == "queue.snapshot":
+            rows = [{"ticket_id": i["ticket_id"], "matter": i["matter"], "site": i["site"],
+                     "state": i["state"], "offered_to": i.get("offered_to")}
+                    for i in data.get("items", [])]
+            shown = [{k: r[k] for k in ("matter", "site", "state")} for r in rows]
+            last = next((x for x in reversed(self.seen) if x["what"] == "queue"
+                         and x["centre"] == data.get("centre")), None)
+            if last is None or last["rows"] != shown:
+                self._saw("queue", centre=data.get("centre"), rows=shown)
+            for ticket_id in [t for t, i in self.queue.items()
+                              if i.get("centre", data.get("centre")) == data.get("centre")]:
+                if ticket_id not in {r["ticket_id"] for r in rows}:
+                    del self.queue[ticket_id]
             for item in data.get("items", []):
-                self.queue[item["ticket_id"]] = item
+                self.queue[item["ticket_id"]] = {**item, "centre": data.get("centre")}
                 if self.auto_accept and item.get("offered_to") == self.username and \
                         self.call is None and self.accepted_at is None:
                     await self.accept(item["ticket_id"])
+        elif event == "ticket.offered":
+            self.offers.append(str(data.get("ticket_id")))
+            self._saw("offered", matter=data.get("matter"), site=data.get("site"))
         elif event == "call.start":
             self.call = data
             self.calls.append(data)
+            self._saw("call_started", case_id=data.get("case_id"))
             await self._new_peer()
             self.call_started.set()
         elif event == "call.offer" and self.call and data.get("call_id") == self.call["call_id"]:
@@ -102,13 +137,28 @@ class HeadlessClerk:
         elif event == "call.ended":
             self.ended.append(str(data.get("reason")))
             if self.call and data.get("call_id") == self.call["call_id"]:
+                self._saw("call_ended", reason=data.get("reason"))
                 await self._close_peer()
                 self.call = None
                 self.call_started.clear()
+                self.accepted_at = None  # free for the next citizen
 
     async def accept(self, ticket_id: str) -> None:
         self.accepted_at = time.monotonic()
+        self._saw("accept")
         await self.send("ticket.accept", {"ticket_id": ticket_id, "clerk_id": self.username})
+
+    async def decline(self, ticket_id: str) -> None:
+        """Hand an offered ticket back to the front of the queue."""
+        self._saw("decline")
+        await self.send("ticket.decline", {"ticket_id": ticket_id, "clerk_id": self.username})
+
+    async def transfer(self, to_centre: str) -> None:
+        """Transfer the citizen of the current call to another centre's queue."""
+        assert self.call is not None
+        self._saw("transfer", to_centre=to_centre)
+        await self.send("ticket.transfer", {"ticket_id": self.call["ticket_id"],
+                                            "clerk_id": self.username, "to_centre": to_centre})
 
     async def _new_peer(self) -> None:
         from aiortc import RTCPeerConnection
@@ -151,7 +201,10 @@ class HeadlessClerk:
                                   json={"kind": kind, **extra}, headers=headers) as r:
             body: dict[str, Any] = await r.json()
             if r.status != 200:
-                raise RuntimeError(f"decision refused: {r.status} {body}")
+                self._saw("decision_refused", kind=kind, status=r.status,
+                          error=body.get("error"))
+                raise DecisionRefused(r.status, body)
+        self._saw("decided", kind=kind, case_number=body.get("case_number"))
         if self.call is not None:
             await self.send("call.command", {
                 "call_id": self.call["call_id"], "name": "receipt",

@@ -82,6 +82,16 @@ def _cards_demo(as_json: bool) -> None:
 # -- the stack ----------------------------------------------------------------------------------
 
 @dataclass
+class KioskHandle:
+    """One kiosk of the stack: its service, its SIMULATED card reader and card, its screen."""
+
+    service: Any
+    sim: Any
+    card: Any
+    url: str
+
+
+@dataclass
 class Stack:
     """Everything the demo runs, and where."""
 
@@ -97,6 +107,8 @@ class Stack:
     sim: Any = None
     card: Any = None
     log_files: list[Path] = field(default_factory=list)
+    kiosks: list[KioskHandle] = field(default_factory=list)
+    """Every kiosk (the first is also ``kiosk``/``sim``/``card``/``kiosk_url``)."""
     hub_runner: Any = None
     restart_hub: Any = None
     """``await stack.restart_hub(down_s)``: stop the hub, wait, start a new one (same port)."""
@@ -113,16 +125,18 @@ def _demo_directory() -> Any:
     return directory.model_copy(update={"centres": centres})
 
 
-def _demo_card(folder: Path) -> Any:
-    """The fictional elderly resident of the samples, with the astronaut as the chip photo."""
+def _demo_card(folder: Path, sample: str = DEMO_CARD) -> Any:
+    """A fictional card of the samples (the elderly resident by default), with the astronaut
+    as the chip photo."""
     import cv2
 
     from devices.facecam import astronaut, card_photo_from_portrait
     from devices.idcard.cards import load_card
 
     photo = folder / "sim-card-photo.png"
-    cv2.imwrite(str(photo), card_photo_from_portrait(astronaut()))
-    return load_card(DEMO_CARD).model_copy(update={"photo": str(photo)})
+    if not photo.exists():
+        cv2.imwrite(str(photo), card_photo_from_portrait(astronaut()))
+    return load_card(sample).model_copy(update={"photo": str(photo)})
 
 
 async def _site(app: Any, host: str, port: int) -> tuple[Any, int]:
@@ -141,29 +155,30 @@ async def _site(app: Any, host: str, port: int) -> tuple[Any, int]:
     return runner, int(runner.addresses[0][1])
 
 
+KIOSK_CARDS = (DEMO_CARD, "resident", "hk-macao-taiwan")
+"""The fictional sample card each kiosk's citizen carries (all with the astronaut's face)."""
+
+
 @contextlib.asynccontextmanager
 async def run_stack(*, test_hosts: bool, folder: Path | None = None,
                     ports: tuple[int, int, int] = (0, 0, 0), redis: str | None = None,
                     browser_grace_s: float = 15.0, clerks: int = 1,
-                    restart_after_s: float = 4.0) -> AsyncIterator[Stack]:
-    """Hub, desk and kiosk with simulated devices; ports (hub, desk, kiosk screen).
+                    restart_after_s: float = 4.0, kiosks: int = 1,
+                    offer_seconds: float = 60.0, directory: Any = None,
+                    database: str | None = None,
+                    clerk_centres: dict[str, list[str]] | None = None
+                    ) -> AsyncIterator[Stack]:
+    """Hub, desk and kiosk(s) with simulated devices; ports (hub, desk, first kiosk screen).
 
     ``redis``: the hub keeps its state there (so that it can be restarted); ``clerks``: how
-    many demo clerk accounts (demo-clerk, demo-clerk-2, ...) share the one password."""
+    many demo clerk accounts (demo-clerk, demo-clerk-2, ...) share the one password, each
+    at both centres unless ``clerk_centres`` names theirs; ``kiosks``: how many kiosks
+    (kiosk-demo, kiosk-demo-2, ...), each with its own simulated devices and citizen;
+    ``directory``: the hub's (default: the sample one, open around the clock);
+    ``database``: the desk's SQLAlchemy URL (default: SQLite in the folder)."""
     from aiohttp import web
     from sqlalchemy import select
 
-    from devices.camera import CameraConfig
-    from devices.facecam import FaceCamera
-    from devices.idcard.photo import PhotoDecoderConfig
-    from devices.idcard.reader import IdCardReader, ReaderConfig
-    from devices.idcard.simulator import VirtualReader
-    from devices.scanner.camera import DocumentCamera
-    from devices.scanner.pipeline import ScannerConfig
-    from kiosk.catalogue import load_catalogue
-    from kiosk.config import KioskConfig, KioskSection
-    from kiosk.identity.config import FaceConfig
-    from kiosk.service import Devices, KioskService
     from remote_desk.app import DeskApp
     from remote_desk.blobs import new_key, parse_key
     from remote_desk.config import DeskConfig
@@ -201,8 +216,9 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
         # the hub
         centres = ["yongjia", "wujiang"]
         hub_config = HubConfig(credentials=folder / "hub-credentials.json", grace_seconds=10,
-                               offer_seconds=60, redis=redis)
-        hub = Hub(hub_config, directory=_demo_directory())
+                               offer_seconds=offer_seconds, redis=redis)
+        directory = directory or _demo_directory()
+        hub = Hub(hub_config, directory=directory)
         runner, hub_port = await _site(hub.app, "127.0.0.1", ports[0])
         stack.hub, stack.hub_url = hub, f"http://127.0.0.1:{hub_port}"
         stack.hub_runner = runner
@@ -213,7 +229,7 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
         async def restart_hub(down_s: float = 1.0) -> None:
             await stop_hub()
             await asyncio.sleep(down_s)
-            stack.hub = Hub(hub_config, directory=_demo_directory())
+            stack.hub = Hub(hub_config, directory=directory)
             stack.hub_runner = web.AppRunner(stack.hub.app, access_log=None)
             await stack.hub_runner.setup()
             await web.TCPSite(stack.hub_runner, "127.0.0.1", hub_port).start()
@@ -221,10 +237,12 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
         stack.restart_hub = restart_hub
         exits.push_async_callback(stop_hub)
         desk_key = hub.credentials.create("desk-demo", ClientKind.DESK, centres=centres)
-        kiosk_key = hub.credentials.create("kiosk-demo", ClientKind.KIOSK, site="shengze")
+        kiosk_ids = ["kiosk-demo" if n == 0 else f"kiosk-demo-{n + 1}" for n in range(kiosks)]
+        kiosk_keys = [hub.credentials.create(k, ClientKind.KIOSK, site="shengze")
+                      for k in kiosk_ids]
 
         # the desk, with a demo clerk
-        db_url = f"sqlite:///{folder / 'desk.db'}"
+        db_url = database or f"sqlite:///{folder / 'desk.db'}"
         await asyncio.to_thread(upgrade, db_url)
         matters = {"yongjia": ["yb-ydjz-ba", "gjj-ydgf-tq", "gjj-jczm"],
                    "wujiang": ["gjj-ydgf-tq", "gjj-jczm"]}
@@ -240,7 +258,7 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
                 if (await db.execute(select(User).where(User.username == name))).first() \
                         is None:
                     await add_user(db, name, f"演示坐席{n + 1}", stack.password, Role.CLERK,
-                                   centres)
+                                   (clerk_centres or {}).get(name, centres))
             await db.commit()
         desk.hub = HubLink(HubClient(stack.hub_url, "desk-demo", ClientKind.DESK, desk_key),
                            centres, browser_grace_s=browser_grace_s)
@@ -250,35 +268,14 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
         exits.push_async_callback(runner.cleanup)
         stack.desk, stack.desk_url = desk, f"http://{bind}:{port}"
 
-        # the kiosk's simulated devices
-        stack.sim = exits.enter_context(VirtualReader(reread="stays"))
-        stack.card = _demo_card(folder)
-        reader = IdCardReader(ReaderConfig(port=stack.sim.path, poll_interval=0.3,
-                                           photo_decoder=PhotoDecoderConfig(kind="simulated")))
-        face_cam = CameraConfig(source="sim", preview_size=(640, 480),
-                                capture_size=(1280, 960), fps=15)
-        doc_cam = CameraConfig(source="sim:7", preview_size=(960, 720),
-                               capture_size=(1920, 1440), fps=10)
-        config = KioskConfig(
-            kiosk=KioskSection(kiosk_id="kiosk-demo", hub_url=stack.hub_url,
-                               desk_url=stack.desk_url, spool_dir=folder / "kiosk-spool",
-                               work_dir=folder / "kiosk-work", screen_port=ports[2],
-                               simulated=True, restart_after_s=restart_after_s),
-            scanner=ScannerConfig(camera=doc_cam, stable_seconds=0.6,
-                                  max_long_side=2000),
-            face=FaceConfig(camera=face_cam))
-        kiosk = KioskService(config, load_catalogue(), kiosk_key,
-                             Devices(reader, FaceCamera(face_cam), DocumentCamera(doc_cam)))
-
-        async def insert_card(request: web.Request) -> web.Response:
-            del request
-            stack.sim.insert(stack.card)
-            return web.json_response({"inserted": "SIMULATED sample card"})
-
-        kiosk.screen.app.router.add_post("/api/sim/card", insert_card)
-        await kiosk.start()
-        exits.push_async_callback(kiosk.stop)
-        stack.kiosk, stack.kiosk_url = kiosk, str(kiosk.screen_url).rstrip("/")
+        # the kiosks, each with its own simulated devices and citizen
+        for n, (kiosk_id, kiosk_key) in enumerate(zip(kiosk_ids, kiosk_keys, strict=True)):
+            handle = await _start_kiosk(stack, exits, n, kiosk_id, kiosk_key,
+                                        ports[2] if n == 0 else 0, restart_after_s)
+            stack.kiosks.append(handle)
+        first = stack.kiosks[0]
+        stack.kiosk, stack.sim, stack.card = first.service, first.sim, first.card
+        stack.kiosk_url = first.url
         yield stack
     finally:
         await exits.aclose()
@@ -294,14 +291,64 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
                     path.unlink(missing_ok=True)
 
 
+async def _start_kiosk(stack: Stack, exits: contextlib.AsyncExitStack, n: int, kiosk_id: str,
+                       key: Any, port: int, restart_after_s: float) -> KioskHandle:
+    """One kiosk with SIMULATED devices: a virtual card reader on a pty, the animated face,
+    the synthetic document camera."""
+    from aiohttp import web
+
+    from devices.camera import CameraConfig
+    from devices.facecam import FaceCamera
+    from devices.idcard.photo import PhotoDecoderConfig
+    from devices.idcard.reader import IdCardReader, ReaderConfig
+    from devices.idcard.simulator import VirtualReader
+    from devices.scanner.camera import DocumentCamera
+    from devices.scanner.pipeline import ScannerConfig
+    from kiosk.catalogue import load_catalogue
+    from kiosk.config import KioskConfig, KioskSection
+    from kiosk.identity.config import FaceConfig
+    from kiosk.service import Devices, KioskService
+
+    folder = stack.folder
+    suffix = "" if n == 0 else f"-{n + 1}"
+    sim = exits.enter_context(VirtualReader(reread="stays"))
+    card = _demo_card(folder, KIOSK_CARDS[n % len(KIOSK_CARDS)])
+    reader = IdCardReader(ReaderConfig(port=sim.path, poll_interval=0.3,
+                                       photo_decoder=PhotoDecoderConfig(kind="simulated")))
+    face_cam = CameraConfig(source="sim", preview_size=(640, 480),
+                            capture_size=(1280, 960), fps=15)
+    doc_cam = CameraConfig(source=f"sim:{7 + n}", preview_size=(960, 720),
+                           capture_size=(1920, 1440), fps=10)
+    config = KioskConfig(
+        kiosk=KioskSection(kiosk_id=kiosk_id, hub_url=stack.hub_url,
+                           desk_url=stack.desk_url, spool_dir=folder / f"kiosk-spool{suffix}",
+                           work_dir=folder / f"kiosk-work{suffix}", screen_port=port,
+                           simulated=True, restart_after_s=restart_after_s),
+        scanner=ScannerConfig(camera=doc_cam, stable_seconds=0.6, max_long_side=2000),
+        face=FaceConfig(camera=face_cam))
+    kiosk = KioskService(config, load_catalogue(), key,
+                         Devices(reader, FaceCamera(face_cam), DocumentCamera(doc_cam)))
+
+    async def insert_card(request: web.Request) -> web.Response:
+        del request
+        sim.insert(card)
+        return web.json_response({"inserted": "SIMULATED sample card"})
+
+    kiosk.screen.app.router.add_post("/api/sim/card", insert_card)
+    await kiosk.start()
+    exits.push_async_callback(kiosk.stop)
+    return KioskHandle(kiosk, sim, card, str(kiosk.screen_url).rstrip("/"))
+
+
 # -- the bots -----------------------------------------------------------------------------------
 
 class KioskBot:
     """A citizen pressing the touch screen's buttons (over its own HTTP API)."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, kiosk: KioskHandle | None = None) -> None:
         self.stack = stack
-        self.base = stack.kiosk_url
+        self.kiosk = kiosk or stack.kiosks[0]
+        self.base = self.kiosk.url
 
     async def screen(self) -> dict[str, Any]:
         import aiohttp
@@ -341,7 +388,7 @@ class KioskBot:
         await self.press("choose_matter", matter=matter)
         await self.wait("read_card", timeout=5)
         step("choose_matter")
-        self.stack.sim.insert(self.stack.card)
+        self.kiosk.sim.insert(self.kiosk.card)
         await self.wait("verify_face", timeout=15)
         step("read_card")
         retakes = 0
@@ -355,7 +402,7 @@ class KioskBot:
             screen = await self.screen()
         screen = await self.wait("capture", timeout=5)
         step("verify_face")
-        self.stack.sim.remove()  # the citizen takes the card back
+        self.kiosk.sim.remove()  # the citizen takes the card back
         while screen["state"] == "capture":
             if skip_non_key and not screen["key"]:
                 screen = await self.press("skip")
@@ -622,18 +669,37 @@ async def _interactive(seconds: float | None) -> None:
 @click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="With --auto: save screenshots of the clerk's call and the kiosk's "
                    "receipt here.")
+@click.option("--scenario", default="case", show_default=True, metavar="NAME",
+              help="With --auto: the situation to play: case (one whole case, the clerk in "
+                   "Chromium), busy, pick, decline, lapse, transfer, cancel, closed, "
+                   "two-clerks (clerks as the headless stand-in).")
 @click.option("--folder", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the demo's state (database, spool, logs) here instead of a "
                    "temporary folder.")
 def demo(auto: bool, as_json: bool, test_hosts: bool, cards: bool, seconds: float | None,
-         artifacts: Path | None, folder: Path | None) -> None:
+         artifacts: Path | None, folder: Path | None, scenario: str) -> None:
     """Run the hub, a desk and one kiosk on this machine with every device SIMULATED.
 
     \b
       tongban demo                      open the two printed URLs: kiosk and clerk desk
       tongban demo --auto --json        one whole case, headless, reported as JSON
       sudo tongban demo --auto --test-hosts --json   (the clerk's browser in a namespace)
+      tongban demo --auto --scenario busy --json    one situation of the day (see below)
       tongban demo --cards --json       read every sample card through the virtual reader
+
+    \b
+    Scenarios (--scenario, each on its own fresh hub, desk and kiosks):
+      case        one whole case, the clerk in Chromium (the default)
+      busy        one clerk, two citizens: the second told position 1 and a wait
+      pick        a pick-routing centre: the clerk chooses the citizen from the list
+      decline     an offer declined: back to the front, served by the next clerk
+      lapse       an offer left to lapse: the same
+      transfer    sent to another centre's clerk: the case follows, decided there
+      cancel      the citizen gives up while waiting: gone from every list at once
+      closed      outside working hours: the next opening, in words
+      two-clerks  two decisions at once; two clerks on one case (SQLite and PostgreSQL)
+    A scenario prints ok, its checks, and what each citizen's screen and each clerk's
+    queue showed, step by step.
 
     The card is fictional, its photo and the live face are scikit-image's public-domain
     astronaut (labelled simulated wherever verification shows), the document camera is
@@ -645,13 +711,22 @@ def demo(auto: bool, as_json: bool, test_hosts: bool, cards: bool, seconds: floa
     if cards:
         _cards_demo(as_json)
         return
-    if (as_json or test_hosts or artifacts) and not auto:
-        raise click.UsageError("--json, --test-hosts and --artifacts go with --auto")
+    if (as_json or test_hosts or artifacts or scenario != "case") and not auto:
+        raise click.UsageError("--json, --test-hosts, --artifacts and --scenario go with "
+                               "--auto")
+    from tongban.scenarios import SCENARIOS
+
+    if scenario != "case" and scenario not in SCENARIOS:
+        raise click.UsageError(f"no scenario {scenario!r} (choose case, "
+                               f"{', '.join(SCENARIOS)})")
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     if not auto:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_interactive(seconds))
+        return
+    if scenario != "case":
+        _scenario(scenario, test_hosts, folder, as_json)
         return
     result = asyncio.run(_auto(test_hosts, artifacts, folder))
     if as_json:
@@ -664,3 +739,36 @@ def demo(auto: bool, as_json: bool, test_hosts: bool, cards: bool, seconds: floa
     if not result["ok"]:
         raise SystemExit(1)
 
+
+
+def _scenario(name: str, test_hosts: bool, folder: Path | None, as_json: bool) -> None:
+    from tongban import netns
+    from tongban.scenarios import play_all_databases
+
+    if test_hosts and (reason := netns.available()) is not None:
+        raise DemoError(f"--test-hosts: {reason}")
+    result = asyncio.run(play_all_databases(name, test_hosts=test_hosts, folder=folder))
+    if as_json:
+        emit(result, as_json=True)
+    else:
+        for run in result.get("runs", [result]):
+            where = f" on {run['database']}" if run.get("database") else ""
+            if run.get("skipped"):
+                click.echo(f"{name}{where}: skipped: {run['skipped']}")
+                continue
+            click.echo(f"{name}{where}: ok={run['ok']}")
+            for check, holds in run["checks"].items():
+                click.echo(f"  {'ok  ' if holds else 'FAIL'} {check}")
+            for who, steps in run["citizens"].items():
+                shown = " → ".join(_step_words(s) for s in steps)
+                click.echo(f"  {who}: {shown}")
+            if run.get("error"):
+                click.echo(f"  error: {run['error']}")
+    if not result["ok"]:
+        raise SystemExit(1)
+
+
+def _step_words(step: dict[str, Any]) -> str:
+    words = step.get("position_words") or step.get("note") or step.get("detail") or ""
+    wait = step.get("wait_words") or ""
+    return str(step["state"]) + (f"（{words}{'，' + wait if wait else ''}）" if words else "")
