@@ -51,9 +51,8 @@ function render(screen) {
         const p = document.createElement("div"); p.className = "big"; p.id = "position"; p.textContent = screen.position_words || "正在排队"; detail.appendChild(p);
         const w = document.createElement("div"); w.id = "wait"; w.textContent = screen.wait_words || ""; detail.appendChild(w);
         if (screen.centre_name) { const c = document.createElement("div"); c.textContent = `办理地：${screen.centre_name}`; detail.appendChild(c); }
-        actions.appendChild(button("不等了，取消办理", () => post("cancel"), "secondary"));
       } break;
-    case "closed": detail.textContent = screen.detail || "现在不能远程办理"; actions.appendChild(button("换一个事项", () => post("back"), "secondary")); actions.appendChild(button("知道了", () => post("finish"))); break;
+    case "closed": detail.textContent = screen.detail || "现在不能远程办理"; actions.appendChild(button("知道了", () => post("finish"))); break;
     case "result": { const r = screen.receipt || {}; detail.textContent = r.case_number ? `受理编号：${r.case_number}` : (r.text || "本次办理已结束"); actions.appendChild(button("办好了", () => post("finish"))); } break;
     case "device_fault": detail.textContent = "请联系现场工作人员"; break;
     case "hub_unreachable": detail.textContent = "请稍候，不需要重新办理"; break;
