@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from kiosk.words import opening_words
 from signaling import protocol as p
-from signaling.client import Disconnected
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
@@ -229,7 +228,8 @@ def from_hub(message: p.Message, *, case_id: str | None, call_id: str | None,
              today: date | None = None) -> SessionEvent | None:
     """What one hub message means to the session holding ``case_id`` (in the call
     ``call_id``): its session event, or None when it is not the session's business (another
-    case, an older call, the call's own signaling)."""
+    case, an older call, the call's own signaling). The connection dropping is the hub
+    client's own event: the service turns it into ``HubUnreachable``."""
     if isinstance(message, p.TicketUpdate):
         return TicketChanged(ticket=message) if message.case_id == case_id else None
     if isinstance(message, p.CallStart):
@@ -243,6 +243,4 @@ def from_hub(message: p.Message, *, case_id: str | None, call_id: str | None,
             opening = message.next_opening
             words = opening_words(opening, today or datetime.now(opening.tzinfo).date())
         return ServiceClosed(closed=message, opening_words=words)
-    if isinstance(message, Disconnected):
-        return HubUnreachable()
     return None

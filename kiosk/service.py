@@ -52,7 +52,7 @@ from kiosk.session import FACE_FAILED, Action, Session, State, TransitionError
 from kiosk.spool import DeliveryRefused, Spool, deliver
 from kiosk.web import TouchScreen
 from signaling import protocol as p
-from signaling.client import HubClient
+from signaling.client import Disconnected, HubClient
 
 log = structlog.get_logger("kiosk.service")
 
@@ -520,7 +520,9 @@ class KioskService:
             self.screen.extras.pop("call_note", None)
         elif isinstance(message, p.HubError):
             log.warning("kiosk.hub_refused", code=message.code, what=message.event)
-        else:  # call.start, call.ended, the hub gone
+        elif isinstance(message, Disconnected):
+            await self.event(ev.HubUnreachable())
+        else:  # call.start, call.ended
             event_ = ev.from_hub(message, case_id=self._case_id,
                                  call_id=call.call_id if call else None)
             if event_ is not None:
