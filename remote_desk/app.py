@@ -10,12 +10,11 @@ they belong to; every read of a case or a file and every decision is audited.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,21 +22,21 @@ from zoneinfo import ZoneInfo
 import structlog
 from aiohttp import BodyPartReader, WSMsgType, web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlalchemy.orm import selectinload
 
 from remote_desk import audit
 from remote_desk.blobs import BlobError, BlobStore
+from remote_desk.cases import CaseConflict, CaseNotFound, CaseService, Decision, Filed
 from remote_desk.config import DeskConfig
-from remote_desk.db import make_engine, sessions
+from remote_desk.db import append_audit, is_contention, make_engine, sessions
 from remote_desk.hublink import ClerkLink, HubLink
 from remote_desk.models import AuditEntry, Case, CaseFile, User
-from remote_desk.package import Manifest, PackageError, verify
+from remote_desk.package import PackageError, verify
+from remote_desk.transitions import CaseState
 from remote_desk.users import Role, authenticate
-from remote_desk.workdays import add_working_days
 from signaling.auth import CredentialStore
 from signaling.protocol import MAX_EVENT_BYTES
 
@@ -63,56 +62,16 @@ class Session:
 SESSION = web.RequestKey("session", Session)
 
 
-class Decision(BaseModel):
-    """A clerk's decision on a case."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: str = Field(pattern="^(accept|accept_pending|corrections|refuse|complete)$")
-    """受理, 容缺受理, 补正, 不予受理, 办结."""
-    reason: str = Field("", max_length=1000)
-    missing: list[str] = Field(default_factory=list, max_length=50)
-    commitment: str = Field("", max_length=1000)
-    working_days: int = Field(10, ge=1, le=60)
-
-    @model_validator(mode="after")
-    def _required(self) -> Decision:
-        if self.kind == "refuse" and not self.reason.strip():
-            raise ValueError("a refusal needs its reason")
-        if self.kind == "accept_pending" and (not self.missing or not self.commitment.strip()):
-            raise ValueError("容缺受理 needs the missing materials and the citizen's commitment")
-        if self.kind == "corrections" and not self.reason.strip():
-            raise ValueError("a request for corrections needs what to correct")
-        return self
-
-
-KIND_ZH = {"accept": "受理", "accept_pending": "容缺受理", "corrections": "补正",
-           "refuse": "不予受理", "complete": "办结"}
-
-
 def _error(status: int, code: str, message: str) -> web.HTTPException:
     cls = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden,
            404: web.HTTPNotFound, 409: web.HTTPConflict, 413: web.HTTPRequestEntityTooLarge,
-           429: web.HTTPTooManyRequests}[status]
+           429: web.HTTPTooManyRequests, 503: web.HTTPServiceUnavailable}[status]
     if status == 413:
         return web.HTTPRequestEntityTooLarge(max_size=0, actual_size=0, text=json.dumps(
             {"error": code, "message": message}), content_type="application/json")
     error: web.HTTPException = cls(text=json.dumps({"error": code, "message": message}),
                                    content_type="application/json")
     return error
-
-
-def receipt_text(case: Case, decision: dict[str, Any]) -> str:
-    """The receipt the kiosk prints and shows as a QR code."""
-    lines = [f"跨域通办 受理回执  {decision['kind_zh']}",
-             f"受理编号：{case.case_number or '—'}", f"事项：{case.matter}",
-             f"受理中心：{case.centre}",
-             f"时间：{decision.get('at_local', decision['at'])[:19].replace('T', ' ')}"]
-    if decision.get("deadline"):
-        lines.append(f"请于 {decision['deadline']} 前补交：{'、'.join(decision['missing'])}")
-    if decision.get("reason"):
-        lines.append(f"说明：{decision['reason']}")
-    return "\n".join(lines)
 
 
 class DeskApp:
@@ -125,9 +84,10 @@ class DeskApp:
         self.db: async_sessionmaker = sessions(self.engine)  # type: ignore[type-arg]
         self.blobs = BlobStore(config.files_dir, files_key or config.files_key())
         self.kiosks = CredentialStore(config.kiosk_credentials)
+        self.cases = CaseService(self.db, self.blobs, config.timezone)
         self.sessions: dict[str, Session] = {}
         self.failures: dict[str, list[float]] = {}
-        self.app = web.Application(middlewares=[self._security, self._auth],
+        self.app = web.Application(middlewares=[self._security, self._store_busy, self._auth],
                                    client_max_size=config.max_upload_bytes)
         r = self.app.router
         r.add_post("/api/login", self.login)
@@ -197,6 +157,21 @@ class DeskApp:
         return response
 
     @web.middleware
+    async def _store_busy(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """The store gave up waiting for other transactions: nothing was written, so say so
+        (409 to clerks; 503 to kiosks, whose uploads are retried on 5xx) rather than 500."""
+        try:
+            response: web.StreamResponse = await handler(request)
+        except DBAPIError as exc:
+            if not is_contention(exc):
+                raise
+            log.warning("desk.store_busy", path=request.path)
+            raise _error(503 if request.path == "/api/intake" else 409, "busy",
+                         "the case store is busy with other requests; nothing was changed, "
+                         "try again") from None
+        return response
+
+    @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         public = request.path in ("/", "/api/login", "/api/intake", "/healthz") or \
             request.path.startswith("/static/")
@@ -241,10 +216,10 @@ class DeskApp:
             user = await authenticate(db, username, password)
             if user is None:
                 self.failures[key] = [*recent, now]
-                await audit.record(db, username[:64] or "?", "login_failed", peer)
+                await append_audit(db, username[:64] or "?", "login_failed", peer)
                 await db.commit()
                 raise _error(401, "bad_login", "wrong user name or password")
-            await audit.record(db, user.username, "login", peer)
+            await append_audit(db, user.username, "login", peer)
             await db.commit()
         self.failures.pop(key, None)
         token = secrets.token_urlsafe(32)
@@ -305,7 +280,7 @@ class DeskApp:
             case = self._may_see(s, await db.get(Case, request.match_info["case_id"]))
             files = (await db.execute(select(CaseFile).where(CaseFile.case_id == case.id))
                      ).scalars().all()
-            await audit.record(db, s.username, "view", case.id)
+            await append_audit(db, s.username, "view", case.id)
             await db.commit()
             # only packages whose Ed25519 signature and every hash verified are ever stored
             signature = {"verified": True, "kiosk_id": case.kiosk_id,
@@ -328,7 +303,7 @@ class DeskApp:
             except BlobError as exc:
                 log.error("desk.file_unreadable", case=case.id, error=str(exc))
                 raise _error(409, "file_unreadable", str(exc)) from None
-            await audit.record(db, s.username, "download", f"{case.id}/{entry.name}")
+            await append_audit(db, s.username, "download", f"{case.id}/{entry.name}")
             await db.commit()
         return web.Response(body=data, content_type=entry.content_type)
 
@@ -341,33 +316,14 @@ class DeskApp:
         except (ValidationError, ValueError) as exc:
             message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
             raise _error(400, "invalid", message) from None
-        async with self.db() as db:
-            case = self._may_see(s, await db.get(Case, request.match_info["case_id"]))
-            now = datetime.now(UTC)
-            local = now.astimezone(ZoneInfo(self.config.timezone))  # the centre's own day
-            record: dict[str, Any] = {"kind": decision.kind, "kind_zh": KIND_ZH[decision.kind],
-                                      "by": s.username, "at": now.isoformat(),
-                                      "at_local": local.isoformat(), "reason": decision.reason}
-            if decision.kind == "accept_pending":
-                record.update(missing=decision.missing, commitment=decision.commitment,
-                              working_days=decision.working_days,
-                              deadline=add_working_days(local.date(),
-                                                        decision.working_days).isoformat())
-            if case.case_number is None and decision.kind in ("accept", "accept_pending"):
-                day = local.strftime("%Y%m%d")
-                count = (await db.execute(select(func.count()).select_from(Case).where(
-                    Case.centre == case.centre, Case.case_number.is_not(None),
-                    Case.case_number.like(f"{case.centre}-{day}-%")))).scalar_one()
-                case.case_number = f"{case.centre}-{day}-{count + 1:05d}"
-            case.decision, case.decided_at = record, now
-            case.assigned_to = case.assigned_to or s.username
-            record["receipt"] = receipt_text(case, record)
-            case.state = {"accept": "accepted", "accept_pending": "accepted_pending",
-                          "corrections": "corrections", "refuse": "refused",
-                          "complete": "completed"}[decision.kind]
-            await audit.record(db, s.username, "decide", case.id, detail=decision.kind)
-            await db.commit()
-            return web.json_response(self._summary(case))
+        try:
+            case = await self.cases.decide(request.match_info["case_id"], decision,
+                                           clerk=s.username, centres=s.centres)
+        except CaseNotFound:
+            raise _error(404, "not_found", "no such case") from None
+        except CaseConflict as exc:
+            raise _error(409, exc.code, str(exc)) from None
+        return web.json_response(self._summary(case))
 
     async def audit_list(self, request: web.Request) -> web.Response:
         """The newest audit entries (ids and actions only: no personal data is in them)."""
@@ -378,7 +334,7 @@ class DeskApp:
         async with self.db() as db:
             rows = (await db.execute(select(AuditEntry).order_by(AuditEntry.id.desc())
                                      .limit(limit))).scalars().all()
-            await audit.record(db, s.username, "audit_read", f"last {limit}")
+            await append_audit(db, s.username, "audit_read", f"last {limit}")
             await db.commit()
         return web.json_response({"entries": [
             {"id": e.id, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
@@ -392,7 +348,7 @@ class DeskApp:
         today = datetime.now(ZoneInfo(self.config.timezone)).date().isoformat()
         async with self.db() as db:
             rows = (await db.execute(select(Case).where(
-                Case.centre.in_(s.centres), Case.state == "accepted_pending"))).scalars()
+                Case.centre.in_(s.centres), Case.state == CaseState.ACCEPTED_PENDING))).scalars()
             late = [self._summary(c) for c in rows
                     if str((c.decision or {}).get("deadline", "9999")) < today]
         return web.json_response({"overdue": late})
@@ -413,7 +369,7 @@ class DeskApp:
             if target is None or target.disabled or case.centre not in target.centres:
                 raise _error(400, "invalid", "no such clerk at this case's centre")
             case.assigned_to = clerk
-            await audit.record(db, s.username, "assign", case.id, detail=clerk)
+            await append_audit(db, s.username, "assign", case.id, detail=clerk)
             await db.commit()
             return web.json_response(self._summary(case))
 
@@ -469,65 +425,14 @@ class DeskApp:
             raise _error(400, exc.code, str(exc)) from None
         if manifest.centre not in self.config.centres:
             raise _error(403, "wrong_centre", "this desk does not serve that centre")
-        digest = hashlib.sha256(manifest.canonical()).hexdigest()
-        if manifest.supplement:
-            return await self._supplement(manifest, files, kiosk_id)
-        async with self.db() as db:
-            existing = await db.get(Case, manifest.case_id)
-            if existing is not None:
-                if existing.manifest_sha256 == digest:
-                    return web.json_response({"case_id": existing.id, "status": "already"})
-                raise _error(409, "conflict", "another package already holds this case id")
-            for entry in manifest.files:
-                self.blobs.put(files[entry.name])
-            db.add(Case(id=manifest.case_id, centre=manifest.centre, matter=manifest.matter,
-                        kiosk_id=kiosk_id, manifest_sha256=digest,
-                        received_at=datetime.now(UTC),
-                        files=[CaseFile(name=f.name, material=f.material,
-                                        content_type=f.content_type, size=f.size,
-                                        sha256=f.sha256) for f in manifest.files]))
-            await audit.record(db, f"kiosk:{kiosk_id}", "intake", manifest.case_id,
-                               detail=f"{len(manifest.files)} files")
-            try:
-                await db.commit()
-            except IntegrityError:  # a retry racing its twin: the first one won
-                return web.json_response({"case_id": manifest.case_id, "status": "already"})
-        log.info("desk.case_received", case=manifest.case_id, files=len(manifest.files))
-        return web.json_response({"case_id": manifest.case_id, "status": "stored"}, status=201)
-
-    async def _supplement(self, manifest: Manifest, files: dict[str, bytes],
-                          kiosk_id: str) -> web.Response:
-        """Pages added to a case during the call (a re-scan, a full-resolution capture).
-
-        Idempotent by file: a file already held with the same hash is not stored twice; one
-        with the same name and other bytes is a conflict. Only the kiosk that sent the case
-        may add to it, and not after the decision.
-        """
-        async with self.db() as db:
-            case = await db.get(Case, manifest.case_id, options=[selectinload(Case.files)])
-            if case is None or case.kiosk_id != kiosk_id or case.centre != manifest.centre:
-                raise _error(404, "not_found", "no such case from this kiosk")
-            held = {f.name: f.sha256 for f in case.files}
-            new = [f for f in manifest.files if f.name not in held]
-            if any(held.get(f.name, f.sha256) != f.sha256 for f in manifest.files):
-                raise _error(409, "conflict", "a file of that name already holds other bytes")
-            if not new:
-                return web.json_response({"case_id": case.id, "status": "already"})
-            if case.decision is not None:
-                raise _error(409, "decided", "the case is decided; nothing can be added")
-            for entry in new:
-                self.blobs.put(files[entry.name])
-                case.files.append(CaseFile(name=entry.name, material=entry.material,
-                                           content_type=entry.content_type, size=entry.size,
-                                           sha256=entry.sha256))
-            await audit.record(db, f"kiosk:{kiosk_id}", "intake", case.id,
-                               detail=f"supplement {manifest.supplement}: {len(new)} files")
-            try:
-                await db.commit()
-            except IntegrityError:
-                return web.json_response({"case_id": case.id, "status": "already"})
-        log.info("desk.case_supplemented", case=manifest.case_id, files=len(new))
-        return web.json_response({"case_id": manifest.case_id, "status": "stored"}, status=201)
+        try:
+            filed = await self.cases.receive(manifest, files, kiosk_id)
+        except CaseNotFound:
+            raise _error(404, "not_found", "no such case from this kiosk") from None
+        except CaseConflict as exc:
+            raise _error(409, exc.code, str(exc)) from None
+        return web.json_response({"case_id": manifest.case_id, "status": filed.value},
+                                 status=200 if filed is Filed.ALREADY else 201)
 
 
 async def user_count(engine: AsyncEngine) -> int:

@@ -6,10 +6,12 @@ created and changed only by Alembic migrations (``tongban desk db upgrade``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Date, DateTime, Enum, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from remote_desk.transitions import CaseState
 
 
 class Base(DeclarativeBase):
@@ -38,19 +40,38 @@ class Case(Base):
     centre: Mapped[str] = mapped_column(String(64), index=True)
     matter: Mapped[str] = mapped_column(String(64))
     kiosk_id: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(24), default="received")
+    state: Mapped[CaseState] = mapped_column(
+        Enum(CaseState, native_enum=False, length=24, validate_strings=True,
+             values_callable=lambda states: [s.value for s in states]),
+        default=CaseState.RECEIVED)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Raised by every transition: a change is written only over the version it was read at."""
     case_number: Mapped[str | None] = mapped_column(String(32), unique=True)
+    """Given by the first 受理 or 容缺受理; unique and consecutive per centre and day."""
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     identity_blob: Mapped[str | None] = mapped_column(String(64))
     """SHA-256 of the encrypted identity record (card fields, verification), never plaintext."""
     decision: Mapped[dict[str, object] | None] = mapped_column(JSON)
     assigned_to: Mapped[str | None] = mapped_column(String(64))
     """The clerk handling the case (the one who decided, or whom a supervisor assigned)."""
+    transfer_to: Mapped[str | None] = mapped_column(String(64))
+    """The centre a clerk transferred the citizen to: the case follows if the kiosk files it
+    there while it is undecided."""
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     files: Mapped[list[CaseFile]] = relationship(back_populates="case",
                                                  cascade="all, delete-orphan")
+
+
+class CaseCounter(Base):
+    """The last case number given per centre and local day."""
+
+    __tablename__ = "case_counters"
+
+    centre: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer)
 
 
 class CaseFile(Base):

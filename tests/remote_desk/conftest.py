@@ -50,5 +50,6 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 async def desk(tmp_path: Path, db_url: str) -> AsyncIterator[Desk]:
     """A desk for the centre yongjia on a real HTTP server, on each kind of database."""
     app, server, key = await make_desk(tmp_path, db_url)
+    assert key is not None
     yield Desk(str(server.make_url("")).rstrip("/"), app, key)
     await server.close()

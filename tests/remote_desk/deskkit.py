@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from remote_desk.app import DeskApp
 from remote_desk.blobs import new_key, parse_key
@@ -32,14 +33,19 @@ class Desk:
 
 
 async def make_desk(tmp_path: Path, db_url: str, centres: tuple[str, ...] = ("yongjia",),
-                    **config: Any) -> tuple[DeskApp, TestServer, Ed25519PrivateKey]:
-    """A desk serving ``centres`` with the kiosk shengze-01, clerk-yj (yongjia), clerk-wj
-    (wujiang) and an auditor (yongjia)."""
-    creds = CredentialStore(tmp_path / "creds.json")
-    key = creds.create("shengze-01", ClientKind.KIOSK, site="shengze")
+                    engine: AsyncEngine | None = None, kiosk_credentials: Path | None = None,
+                    **config: Any) -> tuple[DeskApp, TestServer, Ed25519PrivateKey | None]:
+    """A desk serving ``centres`` with clerk-yj (yongjia), clerk-wj (wujiang) and an auditor
+    (yongjia), and its own kiosk shengze-01 (whose key it returns), unless it shares
+    ``kiosk_credentials`` with another desk."""
+    key = None
+    if kiosk_credentials is None:
+        kiosk_credentials = tmp_path / "creds.json"
+        key = CredentialStore(kiosk_credentials).create("shengze-01", ClientKind.KIOSK,
+                                                        site="shengze")
     desk = DeskApp(DeskConfig(database=db_url, files_dir=tmp_path / "files",
-                              kiosk_credentials=tmp_path / "creds.json", centres=list(centres),
-                              **config), files_key=parse_key(new_key()))
+                              kiosk_credentials=kiosk_credentials, centres=list(centres),
+                              **config), files_key=parse_key(new_key()), engine=engine)
     async with desk.db() as db:
         await add_user(db, "clerk-yj", "永嘉窗口", PASSWORD, Role.CLERK, ["yongjia"])
         await add_user(db, "clerk-wj", "吴江窗口", PASSWORD, Role.CLERK, ["wujiang"])
@@ -62,17 +68,28 @@ async def login(desk: Desk, user: str, password: str = PASSWORD
     return session, body
 
 
+def page(name: str) -> bytes:
+    """A JPEG page of its own bytes."""
+    return JPEG + name.encode()
+
+
 def package(key: Ed25519PrivateKey, case_id: str = "case-0001", centre: str = "yongjia",
-            pdf: bytes = PDF, kiosk: str = "shengze-01") -> aiohttp.FormData:
+            pdf: bytes = PDF, kiosk: str = "shengze-01", extra: tuple[str, ...] = (),
+            created_at: datetime | None = None) -> aiohttp.FormData:
+    """The case's package: an ID copy and the proxy letter, and ``extra`` pages (the same
+    ``created_at`` makes the same package: a retry)."""
+    pages = {"page-1.jpg": JPEG, **{name: page(name) for name in extra}}
     manifest = Manifest(case_id=case_id, kiosk_id=kiosk, centre=centre,
-                        matter="yb-ydjz-ba", created_at=datetime.now(UTC),
-                        files=[describe_file("page-1.jpg", JPEG, "image/jpeg", "id_copy"),
+                        matter="yb-ydjz-ba", created_at=created_at or datetime.now(UTC),
+                        files=[*(describe_file(name, data, "image/jpeg", "id_copy")
+                                 for name, data in pages.items()),
                                describe_file("letter.pdf", pdf, "application/pdf",
                                              "proxy_letter")])
     form = aiohttp.FormData()
     form.add_field("manifest", manifest.model_dump_json(), content_type="application/json")
     form.add_field("signature", sign(manifest, key))
-    form.add_field("file", JPEG, filename="page-1.jpg", content_type="image/jpeg")
+    for name, data in pages.items():
+        form.add_field("file", data, filename=name, content_type="image/jpeg")
     form.add_field("file", PDF, filename="letter.pdf", content_type="application/pdf")
     return form
 

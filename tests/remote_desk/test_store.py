@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, select, update
+from alembic import command
+from sqlalchemy import delete, select, text, update
 
 from remote_desk import audit
 from remote_desk.blobs import BlobError, BlobStore, new_key, parse_key
-from remote_desk.db import make_engine, sessions
-from remote_desk.models import AuditEntry, Case, CaseFile
+from remote_desk.db import alembic_config, make_engine, sessions, upgrade
+from remote_desk.models import AuditEntry, Case, CaseCounter, CaseFile
 
 
 def test_blobs_are_encrypted_content_addressed_and_idempotent(tmp_path: Path) -> None:
@@ -89,4 +91,32 @@ async def test_audit_chain_verifies_and_detects_edits_and_deletions(db_url: str)
     async with make() as session:
         check = await audit.verify(session)
         assert not check.ok and check.broken_at == 4 and "removed" in (check.reason or "")
+    await engine.dispose()
+
+
+async def test_case_counters_start_after_the_numbers_already_given(db_url: str,
+                                                                   tmp_path: Path) -> None:
+    """Migration 0003 on a store with numbered cases: the next number follows the highest."""
+    await asyncio.to_thread(command.downgrade, alembic_config(db_url), "0002")
+    engine = make_engine(db_url)
+    async with engine.begin() as connection:
+        for n, (centre, number) in enumerate([
+                ("yongjia", "yongjia-20261126-00001"), ("yongjia", "yongjia-20261126-00007"),
+                ("lu-cheng", "lu-cheng-20261126-00002"), ("yongjia", None)]):
+            await connection.execute(text(
+                "INSERT INTO cases (id, centre, matter, kiosk_id, state, case_number, "
+                "manifest_sha256, received_at) VALUES (:id, :centre, 'm', 'k', 'accepted', "
+                ":number, :sha, :at)"), {"id": f"case-{n:04d}", "centre": centre,
+                                         "number": number, "sha": "a" * 64,
+                                         "at": datetime.now(UTC)})
+    await engine.dispose()
+    await asyncio.to_thread(upgrade, db_url)
+    engine = make_engine(db_url)
+    async with sessions(engine)() as session:
+        counters = (await session.execute(select(CaseCounter).order_by(CaseCounter.centre))
+                    ).scalars().all()
+        assert [(c.centre, c.day, c.last_number) for c in counters] == [
+            ("lu-cheng", date(2026, 11, 26), 2), ("yongjia", date(2026, 11, 26), 7)]
+        case = (await session.execute(select(Case).where(Case.id == "case-0003"))).scalar_one()
+        assert (case.state, case.version, case.transfer_to) == ("accepted", 0, None)
     await engine.dispose()
