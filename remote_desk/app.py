@@ -106,9 +106,21 @@ class DeskApp:
         r.add_get("/ws", self.clerk_socket)
         r.add_get("/", self.index)
         r.add_static("/static", STATIC, show_index=False)
-        self.hub: HubLink | None = None
-        """Set by the server when the desk is connected to a hub."""
+        self._hub: HubLink | None = None
         self.app.on_cleanup.append(self._close)
+
+    @property
+    def hub(self) -> HubLink | None:
+        """The desk's connection to a hub, set by the server when there is one."""
+        return self._hub
+
+    @hub.setter
+    def hub(self, hub: HubLink | None) -> None:
+        """Attach a hub: a clerk's transfer of a citizen to another centre then marks the case
+        to follow them (``CaseService.mark_transferred``)."""
+        self._hub = hub
+        if hub is not None:
+            hub.on_transfer = self.cases.mark_transferred
 
     async def _close(self, app: web.Application) -> None:
         del app

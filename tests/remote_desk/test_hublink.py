@@ -21,6 +21,7 @@ from remote_desk.users import Role, add_user
 from signaling import protocol as p
 from signaling.client import HubClient
 from signaling.protocol import ClientKind
+from tests.remote_desk.deskkit import Desk, package, upload
 from tests.signaling.conftest import start_hub
 
 PASSWORD = "correct horse battery"
@@ -156,3 +157,38 @@ async def test_the_socket_needs_the_session_and_its_csrf_token(
         await session.ws_connect(f"{base}/ws?csrf=wrong")
     assert err.value.status == 403
     await session.close()
+
+
+async def test_a_case_follows_its_citizen_transferred_to_another_centre(
+        world: tuple[str, DeskApp, HubClient]) -> None:
+    """Through the real hub: clerk-a (c1) transfers the citizen to c2 during the call; the
+    kiosk then files the case at c2 and clerk-b (c2) has it, under the same case id."""
+    base, desk, _ = world
+    assert desk.hub is not None
+    key = desk.kiosks.create("k2", ClientKind.KIOSK, site="s1")  # the hub's file too
+    kiosk = HubClient(desk.hub.client.url, "k2", ClientKind.KIOSK, key, reconnection=False)
+    await kiosk.connect()
+    desk_view = Desk(base, desk, key)
+    assert (await upload(desk_view, package(key, kiosk="k2", centre="c1"),
+                         kiosk="k2"))[0] == 201
+    clerk = await _browser(base, "clerk-a")
+    await clerk.send("clerk.presence", {"v": 1, "clerk_id": "clerk-a", "centre": "c1",
+                                        "matters": ["m1"], "available": True})
+    await asyncio.sleep(0.2)
+    await kiosk.send("ticket.request", p.TicketRequest(centre="c1", matter="m1",
+                                                       case_id="case-0001"))
+    offered = await clerk.next("ticket.offered")
+    await clerk.send("ticket.accept", {"v": 1, "ticket_id": offered["ticket_id"],
+                                       "clerk_id": "clerk-a"})
+    await clerk.next("call.start")
+    await clerk.send("ticket.transfer", {"v": 1, "ticket_id": offered["ticket_id"],
+                                         "clerk_id": "clerk-a", "to_centre": "c2"})
+    await kiosk.next("call.ended")
+    status, body = await upload(desk_view, package(key, kiosk="k2", centre="c2"), kiosk="k2")
+    assert (status, body["status"]) == (201, "transferred")
+    other = await _browser(base, "clerk-b")
+    async with other.session.get(f"{base}/api/cases/case-0001") as r:
+        assert r.status == 200 and (await r.json())["centre"] == "c2"
+    await other.close()
+    await clerk.close()
+    await kiosk.close()
