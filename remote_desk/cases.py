@@ -335,9 +335,9 @@ class CaseService:
         if case is None:
             return CaseConflict("this case was removed meanwhile")
         try:
-            next_state(case.state, event, _decided_by(case))
-        except TransitionRefused as exc:
-            return CaseConflict(str(exc))
+            self._check(case, event)
+        except CaseConflict as refused:
+            return refused
         return CaseConflict(f"this case changed at the same moment (it is {case.state.value} "
                             "now); look at it again and decide again")
 

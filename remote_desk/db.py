@@ -3,7 +3,7 @@
 Writers meet in two places. On SQLite every transaction begins IMMEDIATE (it takes the write
 lock at BEGIN and waits up to the busy timeout for it), so a transaction that reads and then
 writes is never refused halfway for a lock another reader holds. On both, the audit chain is
-appended by one transaction at a time (``lock_audit_chain``).
+appended by one transaction at a time (``append_audit``).
 """
 
 from __future__ import annotations
@@ -65,19 +65,16 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-ar
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def lock_audit_chain(session: AsyncSession) -> None:
-    """Hold the audit chain for this transaction: each entry names the hash of the one before,
-    so two transactions appending at once would fork it. Call it right before appending (the
-    last write of a transaction, so that no lock is waited for while holding it). SQLite's
-    IMMEDIATE transactions already admit one writer at a time."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK)))
-
-
 async def append_audit(session: AsyncSession, actor: str, action: str, target: str,
                        detail: str = "") -> None:
-    """Append one audit entry as the transaction's last write (the caller commits)."""
-    await lock_audit_chain(session)
+    """Append one audit entry, as the transaction's last write (the caller commits).
+
+    Each entry names the hash of the one before, so two transactions appending at once would
+    fork the chain: on PostgreSQL the transaction first takes an advisory lock held until it
+    ends (last, so that nothing else is waited for while holding it); SQLite's IMMEDIATE
+    transactions already admit one writer at a time."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK)))
     await audit.record(session, actor, action, target, detail)
 
 
