@@ -193,6 +193,7 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
 
     owned = folder is None
     folder = Path(tempfile.mkdtemp(prefix="tongban-demo-")) if folder is None else folder
+    folder.mkdir(parents=True, exist_ok=True)
     stack = Stack(folder)
     log_file = folder / "demo.log"
     handler = logs.add_file(log_file)

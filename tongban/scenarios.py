@@ -173,9 +173,13 @@ class Day:
             with contextlib.suppress(Exception):
                 await clerk.close()
 
-    async def in_call(self, clerk: Any, timeout: float = 60) -> str:
-        """Wait until the clerk's call has started and the case package is at the desk."""
-        await until(lambda: clerk.call is not None, timeout, f"{clerk.username}'s call")
+    async def in_call(self, clerk: Any, timeout: float = 60, *, after: str | None = None
+                      ) -> str:
+        """Wait until the clerk's call has started (with another case than ``after``, the
+        case just decided, whose call may not have ended yet) and the case package is at the
+        desk."""
+        await until(lambda: clerk.call is not None and clerk.call["case_id"] != after,
+                    timeout, f"{clerk.username}'s call")
         case_id = str(clerk.call["case_id"])
         await until(lambda: clerk.case(case_id), 60, "the case package at the desk")
         return case_id
@@ -233,7 +237,7 @@ async def busy(day: Day, report: Report) -> None:
         s.get("expected_wait_s", 0) > 0 and s.get("wait_words") for s in told))
     await clerk.decide(case_1, "accept")
     one = await day.finish("citizen_1")
-    case_2 = await day.in_call(clerk)
+    case_2 = await day.in_call(clerk, after=case_1)
     await clerk.decide(case_2, "accept")
     two = await day.finish("citizen_2")
     numbers = [one["receipt"]["case_number"], two["receipt"]["case_number"]]
@@ -512,7 +516,11 @@ async def play_all_databases(name: str, *, test_hosts: bool, folder: Path | None
     """``two-clerks`` runs on SQLite and on PostgreSQL; the others once, on SQLite."""
     if name != "two-clerks":
         return await play(name, test_hosts=test_hosts, folder=folder)
-    runs = [await play(name, test_hosts=test_hosts, folder=folder)]
+
+    def own(sub: str) -> Path | None:  # each run its own credentials, database and spool
+        return None if folder is None else folder / sub
+
+    runs = [await play(name, test_hosts=test_hosts, folder=own("sqlite"))]
     scratch = await _scratch_postgres()
     if isinstance(scratch, str):
         runs.append({"scenario": name, "database": "postgresql", "skipped": scratch,
@@ -520,7 +528,8 @@ async def play_all_databases(name: str, *, test_hosts: bool, folder: Path | None
     else:
         url, drop = scratch
         try:
-            runs.append(await play(name, test_hosts=test_hosts, folder=folder, database=url))
+            runs.append(await play(name, test_hosts=test_hosts, folder=own("postgresql"),
+                                   database=url))
         finally:
             await drop()
     return {"scenario": name, "ok": all(r["ok"] for r in runs), "simulated": True,

@@ -97,7 +97,7 @@ def test_closed_says_the_next_opening_in_words(tmp_path: Path) -> None:
 def test_two_clerks_numbers_and_conflicts_on_both_databases(tmp_path: Path) -> None:
     report = _play("two-clerks", tmp_path)
     runs = report["runs"]
-    assert [r.get("database", "sqlite") for r in runs][0] == "sqlite"
+    assert runs[0].get("database", "sqlite") == "sqlite"
     for run in runs:
         if run.get("skipped"):
             continue
