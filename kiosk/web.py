@@ -4,6 +4,7 @@ session's current screen and sending the citizen's touches back as events."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -145,18 +146,34 @@ class TouchScreen:
         return web.json_response(self._screen())
 
     async def speech(self, request: web.Request) -> web.StreamResponse:
-        """The prompt of a screen, spoken (espeak-ng, offline), cached as WAV."""
-        state = request.match_info["state"]
-        text = SPOKEN.get(state) or words.sentence_for_key(state)
+        """A screen's sentence, spoken (espeak-ng, offline). The fixed prompts are cached as
+        WAV; the queue's sentences (position and wait) change with every update and are
+        spoken afresh each time, so that nothing piles up."""
+        key = request.match_info["state"]
+        fixed = SPOKEN.get(key)
+        text = fixed or words.sentence_for_key(key)
         if text is None or self.speech_dir is None or shutil.which("espeak-ng") is None:
             raise web.HTTPNotFound()
         self.speech_dir.mkdir(parents=True, exist_ok=True)
-        path = self.speech_dir / f"{state}.wav"
-        if not path.exists():
-            proc = await asyncio.create_subprocess_exec(
-                "espeak-ng", "-v", "cmn", "-s", "140", "-w", str(path), text,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-            await proc.wait()
-            if proc.returncode != 0 or not path.exists():
+        if fixed is not None:
+            path = self.speech_dir / f"{key}.wav"
+            if not path.exists() and not await self._speak(text, path):
                 raise web.HTTPNotFound()
-        return web.FileResponse(path)
+            return web.FileResponse(path)
+        path = self.speech_dir / f"{key}.{os.getpid()}.{id(request)}.tmp.wav"
+        try:
+            if not await self._speak(text, path):
+                raise web.HTTPNotFound()
+            body = await asyncio.to_thread(path.read_bytes)
+        finally:
+            path.unlink(missing_ok=True)
+        return web.Response(body=body, content_type="audio/wav",
+                            headers={"Cache-Control": "no-store"})
+
+    @staticmethod
+    async def _speak(text: str, path: Path) -> bool:
+        proc = await asyncio.create_subprocess_exec(
+            "espeak-ng", "-v", "cmn", "-s", "140", "-w", str(path), text,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        await proc.wait()
+        return proc.returncode == 0 and path.exists()

@@ -193,4 +193,7 @@ async def test_spoken_prompts_cover_the_liveness_turns(tmp_path: Path) -> None:
                 assert (await r.read())[:4] == b"RIFF"
         async with s.get(f"{base}/api/speech/anything_else.wav") as r:
             assert r.status == 404  # only the kiosk's own sentences, never free text
+    # the queue's sentences are not kept: only the fixed prompts are cached
+    assert sorted(p.name for p in (tmp_path / "speech").iterdir()) == [
+        "idle.wav", "liveness_turn_left.wav", "liveness_turn_right.wav", "still_there.wav"]
     await server.close()
