@@ -9,6 +9,7 @@ and the centres the clerk belongs to.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +66,7 @@ class HubLink:
         self.presence: dict[tuple[str, str], p.ClerkPresence] = {}
         """Each clerk's last word on availability per centre (told again to a new hub)."""
         self._welcomes = 0
-        self.on_transfer: Any = None
+        self.on_transfer: Callable[[str, str, str], Awaitable[bool]] | None = None
         """Called (case id, target centre, clerk id) when one of this desk's clerks transfers
         a citizen to another centre: the case store marks the case so that it may follow."""
         self._starts: dict[str, p.CallStart] = {}
