@@ -58,14 +58,12 @@ def _camera_cpu() -> float:
 
 async def floor(runs: int) -> list[float]:
     """Direct aiortc-to-aiortc set-up to the first decoded frame (no signaling server)."""
-    from aiortc import RTCPeerConnection
-
-    from tongban.rtc import synthetic_video
+    from tongban.rtc import peer_connection, synthetic_video
 
     out = []
     keep: list[asyncio.Task[None]] = []
     for _ in range(runs):
-        a, b = RTCPeerConnection(), RTCPeerConnection()
+        a, b = peer_connection(), peer_connection()
         a.addTrack(synthetic_video())
         got = asyncio.Event()
 

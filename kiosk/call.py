@@ -16,18 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from signaling import protocol as p
-from tongban.rtc import IncomingMedia
+from tongban.rtc import IncomingMedia, peer_connection
 
 log = structlog.get_logger("kiosk.call")
-
-
-def _ice_servers(servers: list[p.IceServer]) -> list[RTCIceServer]:
-    return [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
-            for s in servers if s.urls]
 
 
 class CallPeer:
@@ -41,8 +36,7 @@ class CallPeer:
         self.ticket_id = call.ticket_id
         self.restart_after_s = restart_after_s
         self.clock = clock
-        self.pc = RTCPeerConnection(RTCConfiguration(
-            iceServers=_ice_servers(call.ice_servers)))
+        self.pc = peer_connection([s.model_dump() for s in call.ice_servers])
         self.incoming = IncomingMedia(speaker)
         self.tracks = tracks
         for track in tracks:

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from tongban.rtc import IncomingMedia, synthetic_video, tone
+from tongban.rtc import IncomingMedia, peer_connection, synthetic_video, tone
 
 
 class DecisionRefused(RuntimeError):
@@ -161,10 +161,9 @@ class HeadlessClerk:
                                             "clerk_id": self.username, "to_centre": to_centre})
 
     async def _new_peer(self) -> None:
-        from aiortc import RTCPeerConnection
-
         await self._close_peer()
-        self.pc = RTCPeerConnection()
+        assert self.call is not None
+        self.pc = peer_connection(self.call.get("ice_servers"))
         self.pc.on("track", self.incoming.attach)
 
     async def _answer(self, sdp: str) -> None:

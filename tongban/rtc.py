@@ -1,5 +1,7 @@
-"""WebRTC pieces both ends use: the receiving side's meter (frames, audio level, the newest
-picture), and SIMULATED tracks (a moving dot, a tone) for stand-ins, demos and benchmarks."""
+"""WebRTC pieces both ends use: peer connections that use only the ICE servers given (never
+aiortc's default public STUN server), the receiving side's meter (frames, audio level, the
+newest picture), and SIMULATED tracks (a moving dot, a tone) for stand-ins, demos and
+benchmarks."""
 
 from __future__ import annotations
 
@@ -11,6 +13,19 @@ from typing import Any
 import cv2
 import numpy as np
 from aiortc.mediastreams import MediaStreamError
+
+
+def peer_connection(servers: list[dict[str, Any]] | None = None) -> Any:
+    """An aiortc peer connection with exactly these ICE servers (``urls``, ``username``,
+    ``credential`` each, as ``call.start`` gives them); none given: host candidates only.
+    aiortc falls back to a public STUN server when it is given no list at all, which a kiosk
+    on a closed network, a test or a benchmark must never contact."""
+    from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+
+    ice = [RTCIceServer(urls=list(s["urls"]), username=s.get("username"),
+                        credential=s.get("credential"))
+           for s in servers or [] if s.get("urls")]
+    return RTCPeerConnection(RTCConfiguration(iceServers=ice))
 
 
 def synthetic_video(colour: tuple[int, int, int] = (90, 60, 30),

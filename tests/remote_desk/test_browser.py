@@ -33,7 +33,7 @@ from signaling.client import HubClient
 from signaling.protocol import ClientKind
 from tests import netns
 from tests.signaling.conftest import start_hub
-from tongban.rtc import IncomingMedia, synthetic_video, tone
+from tongban.rtc import IncomingMedia, peer_connection, synthetic_video, tone
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "correct horse battery"
@@ -67,9 +67,7 @@ class KioskPeer:
     """aiortc standing in for the kiosk: face camera, document camera, microphone."""
 
     def __init__(self) -> None:
-        from aiortc import RTCPeerConnection
-
-        self.pc = RTCPeerConnection()
+        self.pc = peer_connection()
         self.incoming = IncomingMedia(pictures=False)
         for colour in ((40, 120, 200), (230, 230, 230)):
             self.pc.addTrack(synthetic_video(colour, (640, 480)))
