@@ -454,15 +454,20 @@ class Hub:
         known = await self.store.get(ServiceTime, key)
         learned = policy.learn_service_time(known.seconds if known else None, seconds,
                                             self._directory_service_s(ticket.matter))
+        recent = [*(known.recent if known else []), round(seconds, 1)]
         await self.store.put(key, ServiceTime(seconds=learned,
-                                              calls=(known.calls if known else 0) + 1))
+                                              calls=(known.calls if known else 0) + 1,
+                                              recent=recent[-policy.RECENT_CALLS:]))
 
-    async def _service_times(self, centre: str, matters: set[str]) -> dict[str, float]:
+    async def _service_times(self, centre: str, matters: set[str]
+                             ) -> tuple[dict[str, float], dict[str, list[float]]]:
+        """Each matter's service time at the centre, and its recent call durations."""
         ordered = sorted(matters)
         known = await self.store.get_many(ServiceTime, [f"service_time:{centre}:{m}"
                                                         for m in ordered])
-        return {m: (k.seconds if k else self._directory_service_s(m))
-                for m, k in zip(ordered, known, strict=True)}
+        pairs = list(zip(ordered, known, strict=True))
+        return ({m: (k.seconds if k else self._directory_service_s(m)) for m, k in pairs},
+                {m: k.recent for m, k in pairs if k})
 
     async def _queue_changed(self, centre: str) -> None:
         """Tell every waiting kiosk its position and wait, and the centre's desks the queue."""
@@ -482,11 +487,11 @@ class Hub:
                                       started[c.id][0] if c.id in started else None),
                                   call_matter=started[c.id][1] if c.id in started else None)
                  for c in clerks]
-        service = await self._service_times(
+        service, recent = await self._service_times(
             centre, {t.matter for t in waiting} | {m for _, m in started.values() if m})
         waits = policy.expected_waits(
             [policy.WaitingTicket(t.id, t.matter, t.offered_to) for t in waiting], loads,
-            service, now)
+            service, now, recent=recent)
         position_by_matter: dict[str, int] = {}
         for ticket in waiting:
             position_by_matter[ticket.matter] = position_by_matter.get(ticket.matter, 0) + 1

@@ -13,8 +13,15 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-MIN_REMAINING_SHARE = 0.15
-"""A call already longer than average is expected to last this share of the average more."""
+MIN_REMAINING_SHARE = 0.3
+"""Without enough history: a call already longer than average is expected to last this share
+of the average more."""
+
+RECENT_CALLS = 50
+"""How many recent call durations per matter the estimate keeps."""
+
+MIN_LONGER = 3
+"""Recent calls longer than the one under way needed to use their mean residual time."""
 
 EWMA_WEIGHT = 0.2
 """Weight of one new call's duration in the learned service time."""
@@ -41,10 +48,23 @@ class ClerkLoad:
     call_started_at: float | None = None
 
 
+def remaining(elapsed: float, average: float, recent: list[float]) -> float:
+    """Expected time left of a call ``elapsed`` seconds old: the mean residual time of the
+    recent calls that lasted longer (when there are enough of them), else what is left of the
+    average, but never less than a share of it (a call past the average is not about to end
+    at once)."""
+    longer = [d - elapsed for d in recent if d > elapsed]
+    if len(longer) >= MIN_LONGER:
+        return sum(longer) / len(longer)
+    return max(average - elapsed, average * MIN_REMAINING_SHARE)
+
+
 def expected_waits(waiting: list[WaitingTicket], clerks: list[ClerkLoad],
                    service_s: dict[str, float], now: float,
-                   default_service_s: float = 480.0) -> dict[str, int]:
-    """Seconds until each waiting ticket (in queue order) is expected to be taken."""
+                   default_service_s: float = 480.0,
+                   recent: dict[str, list[float]] | None = None) -> dict[str, int]:
+    """Seconds until each waiting ticket (in queue order) is expected to be taken.
+    ``recent``: durations of recent completed calls per matter."""
 
     def service(matter: str) -> float:
         return service_s.get(matter, default_service_s)
@@ -52,9 +72,10 @@ def expected_waits(waiting: list[WaitingTicket], clerks: list[ClerkLoad],
     free_at: dict[str, float] = {}
     for clerk in clerks:
         if clerk.call_started_at is not None:
-            average = service(clerk.call_matter or "")
+            matter = clerk.call_matter or ""
             elapsed = max(0.0, now - clerk.call_started_at)
-            free_at[clerk.clerk_id] = max(average - elapsed, average * MIN_REMAINING_SHARE)
+            free_at[clerk.clerk_id] = remaining(elapsed, service(matter),
+                                                (recent or {}).get(matter, []))
         elif clerk.available:
             free_at[clerk.clerk_id] = 0.0
     skills = {c.clerk_id: c.matters for c in clerks if c.clerk_id in free_at}

@@ -71,6 +71,8 @@ class ServiceTime(BaseModel):
 
     seconds: float
     calls: int = 0
+    recent: list[float] = Field(default_factory=list)
+    """The latest completed calls' durations (for the time left of a call under way)."""
 
 
 class ClientRecord(BaseModel):

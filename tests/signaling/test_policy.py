@@ -7,6 +7,7 @@ from signaling.policy import (
     WaitingTicket,
     expected_waits,
     learn_service_time,
+    remaining,
 )
 
 SERVICE = {"m1": 600.0, "m2": 300.0}
@@ -26,9 +27,19 @@ def test_one_idle_clerk_serves_the_queue_in_order() -> None:
 def test_a_call_under_way_counts_with_what_is_left_of_it() -> None:
     busy = _clerk("a", call_started_at=100.0, call_matter="m1")
     assert expected_waits([WaitingTicket("t0", "m1")], [busy], SERVICE, now=500) == {"t0": 200}
-    # a call already longer than average is still expected to take a little longer
+    # a call already longer than average is still expected to take a while longer
     late = expected_waits([WaitingTicket("t0", "m1")], [busy], SERVICE, now=2000)
-    assert late == {"t0": 90}
+    assert late == {"t0": 180}
+
+
+def test_with_history_a_long_call_is_given_the_mean_time_left_of_longer_calls() -> None:
+    busy = _clerk("a", call_started_at=0.0, call_matter="m1")
+    recent = {"m1": [300.0, 500.0, 700.0, 900.0, 1100.0]}
+    waits = expected_waits([WaitingTicket("t0", "m1")], [busy], SERVICE, now=600,
+                           recent=recent)
+    assert waits == {"t0": 300}  # (100 + 300 + 500) / 3
+    # too few calls that long: back to the share of the average
+    assert remaining(1000.0, 600.0, recent["m1"]) == 180.0
 
 
 def test_two_clerks_share_the_queue_and_skills_matter() -> None:
