@@ -18,7 +18,8 @@ from tongban.scenarios import SCENARIOS
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 
-pytestmark = pytest.mark.slow
+# a scenario is a whole working situation (two-clerks runs twice, on SQLite and PostgreSQL)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _play(name: str, folder: Path) -> dict[str, Any]:
