@@ -40,7 +40,7 @@ Goals: all cases completed; median relative error of the first expected wait < 2
 Needs PostgreSQL (TONGBAN_BENCH_PG, default postgresql://postgres@127.0.0.1:5432/test) and
 Redis (TONGBAN_BENCH_REDIS, default redis://127.0.0.1:6379; a free database among 12-15 is
 claimed and flushed after). Traffic stays on 127.0.0.1: ICE offers only the loopback address
-and no STUN server is configured (aiortc's default Google STUN is switched off here).
+and no STUN server is configured (every peer uses only the servers ``call.start`` names).
 """
 
 from __future__ import annotations
@@ -275,13 +275,11 @@ async def claim_redis(max_seconds: float) -> tuple[str, Any]:
 
 
 def loopback_only() -> None:
-    """ICE offers only 127.0.0.1, and nobody asks a STUN server: the headless clerk builds its
-    peer with aiortc's defaults, which name Google's (this process only)."""
+    """ICE offers only 127.0.0.1 (this process only). No STUN server is asked: every peer
+    (``tongban.rtc.peer_connection``) uses only the servers ``call.start`` names, none here."""
     import aioice.ice
-    from aiortc.rtcicetransport import RTCIceGatherer
 
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [HOST]
-    RTCIceGatherer.getDefaultIceServers = classmethod(lambda cls: [])  # type: ignore[method-assign,assignment,arg-type]
 
 
 def kiosk_camera(size: tuple[int, int], fps: int) -> Any:
@@ -738,12 +736,10 @@ async def clerk_worker() -> None:
     setup = json.loads(await reader.readline())
     # the stand-in's camera as light as the kiosk's (headless.py's own is 480x360 at 30 fps):
     # the clerk's browser is another machine, its cost must not starve the product here
-    import remote_desk.headless
-
     size, fps = tuple(setup["video"]), int(setup["fps"])
-    remote_desk.headless.synthetic_video = lambda *a, **k: kiosk_camera(size, fps)  # type: ignore[assignment]
     clerks = [BenchClerk(setup["desk_url"], name, setup["password"]) for name in setup["names"]]
     for clerk in clerks:
+        clerk.camera = lambda: kiosk_camera(size, fps)
         await clerk.start()
     print(json.dumps({"ready": True}), flush=True)
     service_for: dict[str, float] = {}

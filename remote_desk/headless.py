@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -50,6 +51,8 @@ class HeadlessClerk:
         self.accepted_at: float | None = None
         """time.monotonic() of the last accept."""
         self.call_started = asyncio.Event()
+        self.camera: Callable[[], Any] = synthetic_video
+        """Makes the clerk's camera track (SIMULATED; a bench may make it lighter)."""
         self.offers: list[str] = []
         """Ticket ids offered to this clerk, in order."""
         self.seen: list[dict[str, Any]] = []
@@ -173,7 +176,7 @@ class HeadlessClerk:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         # like the page: the camera goes back on the first video line, the voice on the audio
         used: set[int] = set()
-        for track in (synthetic_video(), tone()):
+        for track in (self.camera(), tone()):
             for i, t in enumerate(pc.getTransceivers()):
                 if i not in used and t.kind == track.kind:
                     used.add(i)
