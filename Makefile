@@ -25,4 +25,4 @@ test:
 bench:
 	@UV=$$(scripts/bootstrap.sh) && $$UV run --frozen python bench/idcard.py && \
 	  $$UV run --frozen python bench/scanner.py && $$UV run --frozen python bench/face.py && \
-	  $$UV run --frozen python bench/call.py
+	  $$UV run --frozen python bench/call.py && $$UV run --frozen python bench/day.py
