@@ -343,11 +343,12 @@ class Session:
         reason = ticket.reason
         if reason is p.CloseReason.TRANSFERRED:
             # a new ticket at the other centre follows under the same case
+            actions = [Action.END_CALL] if self.state is State.IN_CALL else []
             ctx.note = "正在为您转接，请稍候"
-            ctx.ticket = None
+            ctx.ticket, ctx.call = None, None
             if self.state is not State.WAITING:
                 self._go(State.WAITING)
-            return []
+            return actions
         if reason is p.CloseReason.KIOSK_GONE:
             # the hub gave us up while we were away: ask again under the same case
             ctx.ticket, ctx.call = None, None

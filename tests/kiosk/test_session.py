@@ -340,6 +340,13 @@ def test_closed_transferred_waits_for_the_new_ticket() -> None:
     assert s.context.ticket is None and s.screen()["note"] == "正在为您转接，请稍候"
 
 
+def test_closed_transferred_during_the_call_ends_the_call() -> None:
+    s = _to(State.IN_CALL)
+    closed = ticket(p.TicketState.CLOSED, None, None, reason=p.CloseReason.TRANSFERRED)
+    assert s.handle(closed, 30) == [Action.END_CALL]
+    assert s.state is State.WAITING and s.context.call is None
+
+
 def test_closed_completed_without_a_receipt_ends_the_case() -> None:
     s = _to(State.IN_CALL)
     closed = ticket(p.TicketState.CLOSED, None, None, reason=p.CloseReason.COMPLETED)
