@@ -125,8 +125,9 @@ class KioskService:
         self.delivered: list[str] = []
         self.shown: collections.deque[tuple[float, dict[str, Any]]] = collections.deque(
             maxlen=500)
-        """Every distinct screen the session produced, with the clock's time (no personal
-        data: the screen carries none beyond the step's own), for the demo's reports."""
+        """Every distinct screen the session produced, with the clock's time, for the demo's
+        reports: states, positions, waits, notes, case numbers; no card field, and no
+        receipt text (a clerk's reason may name someone)."""
         self._runner: Any = None
         self.screen_url: str | None = None
         self._label_simulated()
@@ -241,6 +242,8 @@ class KioskService:
     async def _carry_out(self, actions: list[Action]) -> None:
         """Called under the lock; long work goes to tasks."""
         screen = self.session.screen()
+        if "receipt" in screen:  # the clerk's free text stays out of the history
+            screen["receipt"] = {k: screen["receipt"].get(k) for k in ("case_number", "kind")}
         if not self.shown or self.shown[-1][1] != screen:
             self.shown.append((self.clock(), screen))
         if self.session.state is not self._shown_state:

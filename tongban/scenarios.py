@@ -84,8 +84,7 @@ class CitizenWatch:
             receipt = screen.get("receipt")
             if screen["state"] == "result" and receipt:
                 step["receipt"] = {"case_number": receipt.get("case_number") or None,
-                                   "kind": receipt.get("kind"),
-                                   "first_line": (receipt.get("text") or "").split("\n")[0]}
+                                   "kind": receipt.get("kind")}
             if step != self._last:
                 self._steps.append({"t": round(at - self._t0, 2), **step})
                 self._last = step
