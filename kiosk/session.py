@@ -147,8 +147,8 @@ class Session:
             ticket = ctx.ticket
             position = ticket.position if ticket else None
             wait = ticket.expected_wait_s if ticket else None
-            offered = ticket is not None and ticket.state in (p.TicketState.OFFERED,
-                                                              p.TicketState.IN_CALL)
+            # (a ticket still "in call" here is one whose call just ended: back in a queue)
+            offered = ticket is not None and ticket.state is p.TicketState.OFFERED
             out.update(position=position, expected_wait_s=wait, offered=offered,
                        wait_words=words.wait_words(wait), position_words=(
                            "工作人员马上为您接通" if offered else words.position_words(position)))

@@ -770,6 +770,7 @@ def _scenario(name: str, test_hosts: bool, folder: Path | None, as_json: bool) -
 
 
 def _step_words(step: dict[str, Any]) -> str:
-    words = step.get("position_words") or step.get("note") or step.get("detail") or ""
+    words = "，".join(str(step[k]) for k in ("note", "position_words", "detail")
+                     if step.get(k))
     wait = step.get("wait_words") or ""
     return str(step["state"]) + (f"（{words}{'，' + wait if wait else ''}）" if words else "")

@@ -306,8 +306,10 @@ def test_a_call_that_ends_without_a_decision_goes_back_to_waiting(
         reason: p.CallEndReason, note: str) -> None:
     s = _to(State.IN_CALL)
     assert s.handle(ev.CallEnded(reason=reason), 30) == [Action.END_CALL]
-    assert s.state is State.WAITING and s.screen()["note"] == note
+    screen = s.screen()
+    assert s.state is State.WAITING and screen["note"] == note
     assert s.context.call is None
+    assert screen["offered"] is False and screen["position_words"] == "正在排队"
 
 
 def test_a_restarted_call_stays_in_the_call() -> None:
