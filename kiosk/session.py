@@ -147,8 +147,8 @@ class Session:
             ticket = ctx.ticket
             position = ticket.position if ticket else None
             wait = ticket.expected_wait_s if ticket else None
-            # (a ticket still "in call" here is one whose call just ended: back in a queue)
-            offered = ticket is not None and ticket.state is p.TicketState.OFFERED
+            offered = ticket is not None and ticket.state in (p.TicketState.OFFERED,
+                                                              p.TicketState.IN_CALL)
             out.update(position=position, expected_wait_s=wait, offered=offered,
                        wait_words=words.wait_words(wait), position_words=(
                            "工作人员马上为您接通" if offered else words.position_words(position)))
@@ -395,7 +395,11 @@ class Session:
             ctx.note = "网络中断时间较长，正在为您重新排队"
             self._go(State.REQUEST)
             return [Action.END_CALL, Action.SEND_TICKET]
-        # declined, transferred, hung up, failed, the clerk gone: back in a queue, nothing lost
+        # declined, transferred, hung up, failed, the clerk gone: back in a queue, nothing lost;
+        # the place in it is unknown until the hub's next update says it
+        if ctx.ticket is not None:
+            ctx.ticket = ctx.ticket.model_copy(update={
+                "state": p.TicketState.WAITING, "position": None, "expected_wait_s": None})
         ctx.note = {p.CallEndReason.TRANSFERRED: "正在为您转接，请稍候",
                     p.CallEndReason.DECLINED: "请稍候，您排在最前面",
                     }.get(reason, "通话中断了，您排在最前面，请稍候")
