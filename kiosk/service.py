@@ -116,6 +116,8 @@ class KioskService:
         self._rerequests = 0
         self._shown_state = State.IDLE
         self._copies = 0
+        self._abandoned: collections.deque[str] = collections.deque(maxlen=16)
+        """Cases wiped before the hub confirmed their ticket (cancelled when it arrives)."""
         self._uploaded: tuple[str, str] | None = None
         """(case id, centre) of the package delivered last (a transfer sends it again)."""
         self._supplements = 0
@@ -549,6 +551,12 @@ class KioskService:
                 await self.event(ev.CallStarted(call=start))
 
     async def _on_ticket(self, ticket: p.TicketUpdate) -> None:
+        if ticket.case_id in self._abandoned:
+            if ticket.state is not p.TicketState.CLOSED:  # the citizen left before it came
+                self._spawn(self._cancel_ticket(ticket.ticket_id))
+            else:
+                self._abandoned.remove(ticket.case_id)
+            return
         event = ev.from_hub(ticket, case_id=self._case_id, call_id=None)
         if event is None:
             return
@@ -742,8 +750,14 @@ class KioskService:
     # -- the wipe -------------------------------------------------------------------------
 
     async def _wipe(self) -> None:
-        """Forget the session: tasks, call, card, photos, pages, screen notes, work files.
-        Undelivered packages stay encrypted in the spool until the desk has them."""
+        """Forget the session: tasks, call, card, photos, pages, screen notes, work files,
+        what the hub client last heard. Undelivered packages stay encrypted in the spool until
+        the desk has them."""
+        if self._case_id is not None and self._ticket_id is None:
+            # asked for a ticket the hub has not confirmed yet: cancel it when it shows up
+            self._abandoned.append(self._case_id)
+        if self.hub is not None:
+            self.hub.forget()  # a receipt's text, a clerk's command: not kept
         for name in list(self._tasks):
             self._stop_task(name)
         await self._close_peer()

@@ -45,6 +45,7 @@ class TouchScreen:
         """The kiosk service's hook: carries out what a touch asks for (wipe, send, ...)."""
         self.lock = lock or asyncio.Lock()
         self.speech_dir = speech_dir
+        self._voice = asyncio.Semaphore(1)
         self.extras: dict[str, Any] = {}
         """What the service adds to the screen (liveness prompt, capture hint, call state)."""
         self.videos: dict[str, Callable[[], bytes | None]] = {}
@@ -130,7 +131,7 @@ class TouchScreen:
         try:
             body = await request.json()
             name, data = str(body["event"]), body.get("data") or {}
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise web.HTTPBadRequest(text="event and data expected") from None
         try:
             event = from_screen(name, data)  # only the citizen's own touches come in here
@@ -157,8 +158,14 @@ class TouchScreen:
         self.speech_dir.mkdir(parents=True, exist_ok=True)
         if fixed is not None:
             path = self.speech_dir / f"{key}.wav"
-            if not path.exists() and not await self._speak(text, path):
-                raise web.HTTPNotFound()
+            if not path.exists():
+                partial = path.with_suffix(f".{os.getpid()}.{id(request)}.tmp")
+                try:  # whole or not at all: another request may be reading it
+                    if not await self._speak(text, partial):
+                        raise web.HTTPNotFound()
+                    partial.replace(path)
+                finally:
+                    partial.unlink(missing_ok=True)
             return web.FileResponse(path)
         path = self.speech_dir / f"{key}.{os.getpid()}.{id(request)}.tmp.wav"
         try:
@@ -170,10 +177,17 @@ class TouchScreen:
         return web.Response(body=body, content_type="audio/wav",
                             headers={"Cache-Control": "no-store"})
 
-    @staticmethod
-    async def _speak(text: str, path: Path) -> bool:
-        proc = await asyncio.create_subprocess_exec(
-            "espeak-ng", "-v", "cmn", "-s", "140", "-w", str(path), text,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        await proc.wait()
+    async def _speak(self, text: str, path: Path) -> bool:
+        """One synthesiser at a time (the kiosk is also encoding two cameras); a request that
+        goes away takes its synthesiser with it."""
+        async with self._voice:
+            proc = await asyncio.create_subprocess_exec(
+                "espeak-ng", "-v", "cmn", "-s", "140", "-w", str(path), text,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            try:
+                await proc.wait()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
         return proc.returncode == 0 and path.exists()

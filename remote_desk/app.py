@@ -121,6 +121,7 @@ class DeskApp:
         self._hub = hub
         if hub is not None:
             hub.on_transfer = self.cases.mark_transferred
+            hub.on_transfer_refused = self.cases.cancel_transfer
 
     async def _close(self, app: web.Application) -> None:
         del app

@@ -203,6 +203,23 @@ class CaseService:
         log.info("desk.case_transfer_marked", case=case_id, to_centre=to_centre)
         return True
 
+    async def cancel_transfer(self, case_id: str, to_centre: str, by: str) -> bool:
+        """The hub refused the transfer ``mark_transferred`` recorded: the case stays where it
+        is (audit ``transfer_refused``). Returns whether a mark was taken back."""
+        async with self.db() as db:
+            case = await db.get(Case, case_id)
+            if case is None or case.transfer_to != to_centre:
+                return False
+            try:
+                self._check(case, CaseEvent.TRANSFER)
+                await self._move(db, case, CaseEvent.TRANSFER, transfer_to=None)
+            except (CaseConflict, _Lost):
+                return False
+            await append_audit(db, by, "transfer_refused", case_id, detail=to_centre)
+            await db.commit()
+        log.info("desk.case_transfer_cancelled", case=case_id, to_centre=to_centre)
+        return True
+
     # -- kiosks ---------------------------------------------------------------------------------
 
     async def receive(self, manifest: Manifest, files: Mapping[str, bytes],

@@ -67,6 +67,13 @@ class HubLink:
         """Each clerk's last word on availability per centre (told again to a new hub)."""
         self._welcomes = 0
         self.on_transfer: Callable[[str, str, str], Awaitable[bool]] | None = None
+        self.on_transfer_refused: Callable[[str, str, str], Awaitable[bool]] | None = None
+        """Called with the same (case id, centre, clerk id) when the hub refused it."""
+        self._transfers: dict[str, tuple[str, str, str]] = {}
+        """call id -> (case id, target centre, clerk id) of transfers the hub has not yet
+        carried out (it ends the call as transferred) nor refused."""
+        self._taken_back: dict[str, tuple[str, str, str]] = {}
+        """Transfers whose marks a refusal took back while it was unclear which one it was."""
         """Called (case id, target centre, clerk id) when one of this desk's clerks transfers
         a citizen to another centre: the case store marks the case so that it may follow."""
         self._starts: dict[str, p.CallStart] = {}
@@ -125,12 +132,33 @@ class HubLink:
                 await self._send(link, event, message)
             if isinstance(message, p.CallEnded):
                 self._starts.pop(call_id, None)
+                self._transfers.pop(call_id, None)  # carried out (or the call is over)
+                again = self._taken_back.pop(call_id, None)
+                if again is not None and message.reason is p.CallEndReason.TRANSFERRED \
+                        and self.on_transfer is not None:
+                    await self.on_transfer(*again)  # not the refused one after all
             if isinstance(message, p.CallEnded) and owner:
                 self.call_owner.pop(call_id, None)
                 if link:
                     link.calls.discard(call_id)
         elif isinstance(message, p.HubError):
             log.info("desk.hub_refused", code=message.code, hub_event=message.event)
+            if message.event == "ticket.transfer":
+                await self._transfer_refused(message)
+
+    async def _transfer_refused(self, error: p.HubError) -> None:
+        """The hub refused a transfer: the marks of the transfers still pending are taken
+        back, and the clerks who asked are told why. The refusal does not say which transfer
+        it was; one of them carried out after all ends its call as transferred, and is
+        marked again then."""
+        pending, self._transfers = self._transfers, {}
+        for call_id, (case_id, centre, clerk_id) in pending.items():
+            self._taken_back[call_id] = (case_id, centre, clerk_id)
+            if self.on_transfer_refused is not None:
+                await self.on_transfer_refused(case_id, centre, clerk_id)
+            link = self.clerks.get(clerk_id)
+            if link is not None:
+                await self._send(link, "hub.error", error)
 
     @staticmethod
     async def _send(link: ClerkLink, event: str, message: p.Message) -> None:
@@ -162,6 +190,8 @@ class HubLink:
                           if c.ticket_id == message.ticket_id and c.clerk_id == link.clerk_id),
                          None)
             if start is not None:  # the case may follow only where its clerk sent it
+                self._transfers[start.call_id] = (start.case_id, message.to_centre,
+                                                  link.clerk_id)
                 await self.on_transfer(start.case_id, message.to_centre, link.clerk_id)
         await self.client.send(event, message)
         return None

@@ -146,6 +146,17 @@ class HubClient:
         if self.listener is not None:
             await self.listener(event, message)
 
+    def forget(self) -> None:
+        """Drop what was heard (queues and ``last``) but the newest welcome: a kiosk calls
+        this when a citizen's session ends, so that no receipt or command text outlives it."""
+        welcome = self.last.get("hub.welcome")
+        self.last.clear()
+        for event in list(self._queues):
+            if event != "hub.welcome":
+                self.drain(event)
+        if welcome is not None:
+            self.last["hub.welcome"] = welcome
+
     def queue(self, event: str) -> asyncio.Queue[p.Message]:
         return self._queues.setdefault(event, asyncio.Queue())
 

@@ -454,7 +454,8 @@ class Hub:
         known = await self.store.get(ServiceTime, key)
         learned = policy.learn_service_time(known.seconds if known else None, seconds,
                                             self._directory_service_s(ticket.matter))
-        recent = [*(known.recent if known else []), round(seconds, 1)]
+        bound = self._directory_service_s(ticket.matter) * policy.MAX_LEARNED_FACTOR
+        recent = [*(known.recent if known else []), round(min(seconds, bound), 1)]
         await self.store.put(key, ServiceTime(seconds=learned,
                                               calls=(known.calls if known else 0) + 1,
                                               recent=recent[-policy.RECENT_CALLS:]))
@@ -776,6 +777,10 @@ class Hub:
                 target = self.directory.centre(m.to_centre)
                 if target is None or ticket.matter not in target.matters:
                     raise Refusal("not_found", "that centre does not handle this matter")
+                if not target.is_open(_now_dt(self.clock())):
+                    raise Refusal("closed", "that centre is closed now")
+                if not any(ticket.matter in c.matters for c in await self._clerks(m.to_centre)):
+                    raise Refusal("closed", "nobody at that centre handles this matter now")
                 await self._hand_back(ticket, p.CallEndReason.TRANSFERRED)
                 await self.store.queue_remove(origin, ticket.id)
                 ticket.centre = m.to_centre

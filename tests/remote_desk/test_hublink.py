@@ -181,12 +181,15 @@ async def test_a_case_follows_its_citizen_transferred_to_another_centre(
     await clerk.send("ticket.accept", {"v": 1, "ticket_id": offered["ticket_id"],
                                        "clerk_id": "clerk-a"})
     await clerk.next("call.start")
+    other = await _browser(base, "clerk-b")  # someone at c2 to transfer to
+    await other.send("clerk.presence", {"v": 1, "clerk_id": "clerk-b", "centre": "c2",
+                                        "matters": ["m1"], "available": False})
+    await asyncio.sleep(0.2)
     await clerk.send("ticket.transfer", {"v": 1, "ticket_id": offered["ticket_id"],
                                          "clerk_id": "clerk-a", "to_centre": "c2"})
     await kiosk.next("call.ended")
     status, body = await upload(desk_view, package(key, kiosk="k2", centre="c2"), kiosk="k2")
     assert (status, body["status"]) == (201, "transferred")
-    other = await _browser(base, "clerk-b")
     async with other.session.get(f"{base}/api/cases/case-0001") as r:
         assert r.status == 200 and (await r.json())["centre"] == "c2"
     await other.close()

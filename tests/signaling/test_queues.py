@@ -147,6 +147,12 @@ async def test_transfer_to_a_clerk_and_to_another_centre(hub: HubFixture) -> Non
     assert (await k1.next("call.ended")).call_id == call.call_id
     offered = await desk.next("ticket.offered")
     assert offered.clerk_id == "clerk-b"
+    # nobody at c2 handles it yet: refused, the citizen stays offered to clerk-b
+    await desk.send("ticket.transfer", p.TicketTransfer(
+        ticket_id=t1.ticket_id, clerk_id="clerk-b", to_centre="c2"))
+    refused = await desk.next("hub.error")
+    assert refused.code == "closed" and "nobody" in refused.message
+    await _sign_in(desk, "clerk-c", centre="c2", available=False)
     await desk.send("ticket.transfer", p.TicketTransfer(
         ticket_id=t1.ticket_id, clerk_id="clerk-b", to_centre="c2"))
     moved = await _latest(k1, "ticket.update")
