@@ -67,6 +67,8 @@ class HubLink:
         """Each clerk's last word on availability per centre (told again to a new hub)."""
         self._welcomes = 0
         self.on_transfer: Callable[[str, str, str], Awaitable[bool]] | None = None
+        """Called (case id, target centre, clerk id) when one of this desk's clerks transfers
+        a citizen to another centre: the case store marks the case so that it may follow."""
         self.on_transfer_refused: Callable[[str, str, str], Awaitable[bool]] | None = None
         """Called with the same (case id, centre, clerk id) when the hub refused it."""
         self._transfers: dict[str, tuple[str, str, str]] = {}
@@ -74,8 +76,6 @@ class HubLink:
         carried out (it ends the call as transferred) nor refused."""
         self._taken_back: dict[str, tuple[str, str, str]] = {}
         """Transfers whose marks a refusal took back while it was unclear which one it was."""
-        """Called (case id, target centre, clerk id) when one of this desk's clerks transfers
-        a citizen to another centre: the case store marks the case so that it may follow."""
         self._starts: dict[str, p.CallStart] = {}
         """The calls this desk's clerks hold, by call id (to know a transferred case)."""
         client.listener = self.from_hub
