@@ -4,12 +4,15 @@ audit chain."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from remote_desk.config import DeskConfig, load_desk_config
@@ -61,6 +64,7 @@ def desk() -> None:
           --role clerk --centre yongjia                   (password read from stdin)
       tongban desk serve --config desk.toml
       tongban desk audit verify --config desk.toml        is the audit chain intact?
+      tongban desk audit anchor --json --config desk.toml  anchor its head now (cron)
     Material files are encrypted with the key in $TONGBAN_DESK_FILES_KEY (desk.files_key_env).
     """
 
@@ -125,21 +129,93 @@ def audit_group() -> None:
     """The hash-chained audit trail."""
 
 
-@audit_group.command("verify")
-@config_option
-@click.option("--json", "as_json", is_flag=True)
-def audit_verify(config_path: Path | None, as_json: bool) -> None:
-    """Walk the audit chain; exit 51 and name the first broken entry if it was tampered with."""
+def _anchor_key(config: DeskConfig, public_key: str | None) -> Ed25519PublicKey | None:
     from remote_desk import audit
 
-    check = _in_session(_config(config_path), audit.verify)
+    if public_key:
+        try:
+            return audit.parse_public_key(public_key)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--public-key") from None
+    if os.environ.get(config.files_key_env):
+        return audit.anchor_key(config.files_key()).public_key()
+    return None
+
+
+@audit_group.command("verify")
+@config_option
+@click.option("--anchors", "extra", multiple=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Also check this copy of the anchor file (e.g. one kept on another host); "
+                   "repeat for several.")
+@click.option("--public-key", help="The desk's anchor public key (from `tongban desk audit "
+              "public-key`), where the file key is not at hand.")
+@click.option("--json", "as_json", is_flag=True)
+def audit_verify(config_path: Path | None, extra: tuple[Path, ...], public_key: str | None,
+                 as_json: bool) -> None:
+    """Walk the audit chain and check it against its signed anchors.
+
+    Exit 51 and name the first broken entry if an entry was edited or removed, the chain was
+    rewritten after an anchor, its newest anchored entries were deleted, or an anchor is
+    forged. The anchors' signatures are checked with the key derived from the file key
+    ($TONGBAN_DESK_FILES_KEY) or --public-key.
+    """
+    from remote_desk import audit
+
+    config = _config(config_path)
+    key = _anchor_key(config, public_key)
+    anchors: list[audit.Anchor] = []
+    bad: list[int] = []
+    for path in (config.anchor_file(), *extra):
+        found, lines = audit.AnchorFile(path).read()
+        anchors += found
+        bad += lines
+    check = _in_session(config, lambda session: audit.verify(session, anchors, key,
+                                                             bad_lines=bad))
+    warnings = list(check.warnings)
+    if key is None and anchors:
+        warnings.append("the anchors' signatures were not checked (no file key, no "
+                        "--public-key)")
     if as_json:
-        emit({"ok": check.ok, "entries": check.entries, "broken_at": check.broken_at,
-              "reason": check.reason}, as_json=True)
+        emit({**check.as_dict(), "warnings": warnings}, as_json=True)
     elif check.ok:
-        click.echo(f"audit chain intact: {check.entries} entries")
+        click.echo(f"audit chain intact: {check.entries} entries, {check.anchors} anchors "
+                   f"checked (the newest covers {check.anchored_entries})")
+    if not as_json:
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
     if not check.ok:
         raise AuditBroken(f"audit chain broken at entry {check.broken_at}: {check.reason}")
+
+
+@audit_group.command("anchor")
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+def audit_anchor(config_path: Path | None, as_json: bool) -> None:
+    """Anchor the chain's head now (a running desk does this every few seconds by itself;
+    use this before a backup or from cron to ship the line to another host)."""
+    from remote_desk import audit
+
+    config = _config(config_path)
+    file = audit.AnchorFile(config.anchor_file())
+    anchorer = audit.Anchorer(file, audit.anchor_key(config.files_key()))
+    anchor = _in_session(config, anchorer.anchor)
+    if anchor is None:
+        raise click.ClickException("the audit chain is empty: nothing to anchor")
+    if as_json:
+        emit(json.loads(anchor.line()), as_json=True)
+    else:
+        click.echo(f"anchored {anchor.entries} entries (head {anchor.head_id}) in {file.path}")
+
+
+@audit_group.command("public-key")
+@config_option
+def audit_public_key(config_path: Path | None) -> None:
+    """Print the public key that checks this desk's anchors (for `verify --public-key`)."""
+    from remote_desk import audit
+
+    config = _config(config_path)
+    click.echo(audit.public_key_text(audit.anchor_key(config.files_key()).public_key()))
 
 
 @desk.command("serve")

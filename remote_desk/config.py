@@ -22,6 +22,11 @@ class DeskConfig(BaseModel):
     files_dir: Path = Path("desk-files")
     files_key_env: str = Field("TONGBAN_DESK_FILES_KEY", description="environment variable "
                                                                      "holding the AES key")
+    audit_anchor_file: Path | None = Field(None, description="append-only file of signed "
+                                           "audit-chain heads (default: files_dir/"
+                                           "audit-anchors.jsonl); keep a copy on another host")
+    audit_anchor_seconds: float = Field(5.0, gt=0, le=3600, description="how often the "
+                                        "chain's head is anchored while it moves")
     kiosk_credentials: Path = Field(Path("hub-credentials.json"),
                                     description="kiosks' public keys (the hub's file format)")
     centres: list[str] = Field(default_factory=list, description="centres this desk serves")
@@ -51,6 +56,9 @@ class DeskConfig(BaseModel):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+    def anchor_file(self) -> Path:
+        return self.audit_anchor_file or self.files_dir / "audit-anchors.jsonl"
 
     def files_key(self) -> bytes:
         text = os.environ.get(self.files_key_env)
