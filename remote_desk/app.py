@@ -89,7 +89,7 @@ class DeskApp:
         self.anchor_key = audit.anchor_key(files_key)
         self.anchorer = audit.Anchorer(self.anchors, self.anchor_key)
         self.kiosks = CredentialStore(config.kiosk_credentials)
-        self.cases = CaseService(self.db, self.blobs, config.timezone)
+        self.cases = CaseService(self.db, self.blobs, config.timezone, config.centres)
         self.sessions: dict[str, Session] = {}
         self.failures: dict[str, list[float]] = {}
         self.app = web.Application(middlewares=[self._security, self._store_busy, self._auth],

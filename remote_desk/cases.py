@@ -28,11 +28,12 @@ from sqlalchemy.orm import selectinload
 
 from remote_desk.blobs import BlobStore
 from remote_desk.db import append_audit
-from remote_desk.models import Case, CaseCounter, CaseFile, User
+from remote_desk.models import Case, CaseCounter, CaseFile, PendingTransfer, User
 from remote_desk.package import Manifest, ManifestFile
 from remote_desk.transitions import (
     NUMBERED,
     CaseEvent,
+    CaseState,
     DecisionKind,
     Event,
     TransitionRefused,
@@ -122,9 +123,11 @@ class CaseService:
     """Decisions, papers and transfers of the cases in one desk's store."""
 
     def __init__(self, db: async_sessionmaker[AsyncSession], blobs: BlobStore,
-                 timezone: str) -> None:
+                 timezone: str, centres: Collection[str] = ()) -> None:
         self.db = db
         self.blobs = blobs
+        self.centres = frozenset(centres)
+        """The centres this desk serves: a case transferred elsewhere leaves it."""
         self.zone = ZoneInfo(timezone)
         """The centres' zone: case numbers count its days, deadlines its working days."""
 
@@ -175,32 +178,41 @@ class CaseService:
 
     async def mark_transferred(self, case_id: str, to_centre: str, by: str) -> bool:
         """A clerk (``by``, a desk user of the case's centre) transferred the citizen of an
-        undecided case to ``to_centre``: the case may follow there (``receive`` re-files it
-        when the kiosk sends it to that centre). Returns whether the case was marked; a case
-        that is unknown here, decided, or not of the clerk's centres is left as it is."""
+        undecided case to ``to_centre``. To a centre this desk serves, the case is marked to
+        follow (``receive`` re-files it when the kiosk sends it there); to another desk's
+        centre it becomes ``transferred`` here and is decided there. A case whose papers have
+        not arrived yet is marked when they do. Returns whether a mark was made; a case that
+        is decided, or not of the clerk's centres, is left as it is."""
         async with self.db() as db:
             case = await db.get(Case, case_id)
             user = (await db.execute(select(User).where(User.username == by))
                     ).scalar_one_or_none()
             reason: str | None = None
-            if case is None:
-                reason = "no such case here"
-            elif user is None or case.centre not in user.centres:
+            if user is None or user.disabled:
+                reason = "not by a clerk of this desk"
+            elif case is None:
+                await db.merge(PendingTransfer(case_id=case_id, to_centre=to_centre, by=by,
+                                               at=datetime.now(UTC)))
+            elif case.centre not in user.centres:
                 reason = "not by a clerk of the case's centre"
             elif to_centre == case.centre:
                 reason = "the case is at that centre already"
             else:
+                event = CaseEvent.TRANSFER if to_centre in self.centres else \
+                    CaseEvent.TRANSFER_OUT
                 try:
-                    self._check(case, CaseEvent.TRANSFER)
-                    await self._move(db, case, CaseEvent.TRANSFER, transfer_to=to_centre)
+                    self._check(case, event)
+                    await self._move(db, case, event, transfer_to=to_centre)
                 except (CaseConflict, _Lost):
                     reason = "the case is decided"
             if reason is not None:
                 log.info("desk.transfer_not_marked", case=case_id, reason=reason)
                 return False
-            await append_audit(db, by, CaseEvent.TRANSFER.value, case_id, detail=to_centre)
+            await append_audit(db, by, CaseEvent.TRANSFER.value, case_id, detail=to_centre
+                               if case is not None else f"{to_centre} (papers not here yet)")
             await db.commit()
-        log.info("desk.case_transfer_marked", case=case_id, to_centre=to_centre)
+        log.info("desk.case_transfer_marked", case=case_id, to_centre=to_centre,
+                 pending=case is None)
         return True
 
     async def cancel_transfer(self, case_id: str, to_centre: str, by: str) -> bool:
@@ -208,14 +220,21 @@ class CaseService:
         is (audit ``transfer_refused``). Returns whether a mark was taken back."""
         async with self.db() as db:
             case = await db.get(Case, case_id)
-            if case is None or case.transfer_to != to_centre:
+            if case is None:
+                pending = await db.get(PendingTransfer, case_id)
+                if pending is None or pending.to_centre != to_centre:
+                    return False
+                await db.delete(pending)
+            elif case.transfer_to != to_centre:
                 return False
-            try:
-                self._check(case, CaseEvent.TRANSFER)
-                await self._move(db, case, CaseEvent.TRANSFER, transfer_to=None)
-            except (CaseConflict, _Lost):
-                return False
-            await append_audit(db, by, "transfer_refused", case_id, detail=to_centre)
+            else:
+                try:
+                    self._check(case, CaseEvent.TRANSFER_REFUSED)
+                    await self._move(db, case, CaseEvent.TRANSFER_REFUSED, transfer_to=None)
+                except (CaseConflict, _Lost):
+                    return False
+            await append_audit(db, by, CaseEvent.TRANSFER_REFUSED.value, case_id,
+                               detail=to_centre)
             await db.commit()
         log.info("desk.case_transfer_cancelled", case=case_id, to_centre=to_centre)
         return True
@@ -266,7 +285,8 @@ class CaseService:
                        for f in new)
             detail = {CaseEvent.SUPPLEMENT: f"supplement {manifest.supplement}",
                       CaseEvent.RESUBMIT: "corrected package",
-                      CaseEvent.TRANSFER_IN: f"from {case.centre}"}[event] + \
+                      CaseEvent.TRANSFER_IN: f"from {case.transfer_to or case.centre}"
+                      if case.centre == manifest.centre else f"from {case.centre}"}[event] + \
                 f": {len(new)} files"
             await append_audit(db, f"kiosk:{kiosk_id}", "transfer_in" if event is
                                CaseEvent.TRANSFER_IN else "intake", case.id, detail=detail)
@@ -278,12 +298,19 @@ class CaseService:
                         digest: str) -> Filed:
         await self._store(manifest.files, files)
         async with self.db() as db:
-            db.add(Case(id=manifest.case_id, centre=manifest.centre, matter=manifest.matter,
+            case = Case(id=manifest.case_id, centre=manifest.centre, matter=manifest.matter,
                         kiosk_id=kiosk_id, manifest_sha256=digest,
                         received_at=datetime.now(UTC),
                         files=[CaseFile(name=f.name, material=f.material,
                                         content_type=f.content_type, size=f.size,
-                                        sha256=f.sha256) for f in manifest.files]))
+                                        sha256=f.sha256) for f in manifest.files])
+            pending = await self._pending_transfer(db, manifest)
+            if pending is not None:
+                event = CaseEvent.TRANSFER if pending.to_centre in self.centres else \
+                    CaseEvent.TRANSFER_OUT
+                case.state = next_state(CaseState.RECEIVED, event)
+                case.transfer_to = pending.to_centre
+            db.add(case)
             try:
                 await db.flush()
             except IntegrityError:  # a retry racing its twin: the first one filed it
@@ -291,9 +318,29 @@ class CaseService:
                 raise _Lost(manifest.case_id) from None
             await append_audit(db, f"kiosk:{kiosk_id}", "intake", manifest.case_id,
                                detail=f"{len(manifest.files)} files")
+            if pending is not None:
+                await append_audit(db, pending.by, CaseEvent.TRANSFER.value, case.id,
+                                   detail=f"{pending.to_centre} (asked before the papers came)")
             await db.commit()
         log.info("desk.case_received", case=manifest.case_id, files=len(manifest.files))
         return Filed.STORED
+
+    @staticmethod
+    async def _pending_transfer(db: AsyncSession, manifest: Manifest) -> PendingTransfer | None:
+        """Take the transfer a clerk asked for before this case's papers came (in ``db``'s
+        transaction): applied if it was asked by a clerk of the case's centre and the papers
+        are not already those for the target centre."""
+        pending = await db.get(PendingTransfer, manifest.case_id)
+        if pending is None:
+            return None
+        await db.delete(pending)
+        user = (await db.execute(select(User).where(User.username == pending.by))
+                ).scalar_one_or_none()
+        if pending.to_centre == manifest.centre or user is None or \
+                manifest.centre not in user.centres:
+            log.info("desk.pending_transfer_dropped", case=manifest.case_id)
+            return None
+        return pending
 
     @staticmethod
     def _refiling(case: Case, manifest: Manifest, kiosk_id: str) -> CaseEvent:
@@ -304,6 +351,8 @@ class CaseService:
             return CaseEvent.SUPPLEMENT
         if case.kiosk_id != kiosk_id:
             raise CaseConflict("another package already holds this case id")
+        if case.state is CaseState.TRANSFERRED and manifest.centre == case.centre:
+            return CaseEvent.TRANSFER_IN  # the citizen was sent back to this centre
         if manifest.centre == case.centre:
             return CaseEvent.RESUBMIT
         if case.transfer_to != manifest.centre:

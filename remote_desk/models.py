@@ -64,6 +64,18 @@ class Case(Base):
                                                  cascade="all, delete-orphan")
 
 
+class PendingTransfer(Base):
+    """A clerk transferred a citizen whose case had not arrived yet (the kiosk starts sending
+    it as the call starts): the mark waits here and is applied when the case is filed."""
+
+    __tablename__ = "pending_transfers"
+
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    to_centre: Mapped[str] = mapped_column(String(64))
+    by: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class CaseCounter(Base):
     """The last case number given per centre and local day."""
 

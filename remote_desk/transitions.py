@@ -34,6 +34,10 @@ class CaseState(StrEnum):
     """不予受理: refused with a reason. Final."""
     COMPLETED = "completed"
     """办结: dealt with. Final."""
+    TRANSFERRED = "transferred"
+    """移交: the citizen was transferred to a centre this desk does not serve, and the case
+    went with them (the kiosk files it there). Nothing is decided here; it comes back to
+    ``RECEIVED`` only if the hub refused the transfer or the citizen is sent back."""
 
 
 class DecisionKind(StrEnum):
@@ -66,7 +70,11 @@ class CaseEvent(StrEnum):
     TRANSFER = "transfer"
     """A clerk transfers the citizen to another centre; the case may follow."""
     TRANSFER_IN = "transfer_in"
-    """The kiosk files the case at the centre it was transferred to."""
+    """The kiosk files the case at the centre it was transferred to (or back at this one)."""
+    TRANSFER_OUT = "transfer_out"
+    """A clerk transfers the citizen to a centre of another desk: the case leaves this one."""
+    TRANSFER_REFUSED = "transfer_refused"
+    """The hub refused the transfer a clerk asked for: the case stays."""
 
 
 Event: TypeAlias = DecisionKind | CaseEvent
@@ -77,12 +85,14 @@ TRANSITIONS: Final[Mapping[CaseState, Mapping[Event, CaseState]]] = MappingProxy
     _S.RECEIVED: {_D.ACCEPT: _S.ACCEPTED, _D.ACCEPT_PENDING: _S.ACCEPTED_PENDING,
                   _D.CORRECTIONS: _S.CORRECTIONS, _D.REFUSE: _S.REFUSED,
                   _E.SUPPLEMENT: _S.RECEIVED, _E.TRANSFER: _S.RECEIVED,
-                  _E.TRANSFER_IN: _S.RECEIVED},
+                  _E.TRANSFER_IN: _S.RECEIVED, _E.TRANSFER_REFUSED: _S.RECEIVED,
+                  _E.TRANSFER_OUT: _S.TRANSFERRED},
     _S.ACCEPTED: {_D.COMPLETE: _S.COMPLETED},
     _S.ACCEPTED_PENDING: {_D.COMPLETE: _S.COMPLETED},
     _S.CORRECTIONS: {_E.SUPPLEMENT: _S.RECEIVED, _E.RESUBMIT: _S.RECEIVED},
     _S.REFUSED: {},
     _S.COMPLETED: {},
+    _S.TRANSFERRED: {_E.TRANSFER_REFUSED: _S.RECEIVED, _E.TRANSFER_IN: _S.RECEIVED},
 })
 """Every allowed transition: state -> {event: next state}. Anything not here is refused."""
 
@@ -114,8 +124,11 @@ def refusal(state: CaseState, event: Event, decided_by: str | None = None) -> st
             return "this case was not accepted: only an accepted case can be completed (办结)"
         return "another package already holds this case id (it is undecided and nobody asked " \
                "for corrections)"
+    if state is CaseState.TRANSFERRED:
+        return "this case was transferred to another centre with its citizen: it is decided " \
+               "there, not here"
     by = f" by {decided_by}" if decided_by else ""
-    if isinstance(event, DecisionKind) or event is CaseEvent.TRANSFER:
+    if isinstance(event, DecisionKind) or event in (CaseEvent.TRANSFER, CaseEvent.TRANSFER_OUT):
         final = "" if TRANSITIONS[state] else "; that decision is final"
         return f"this case was already decided ({state.value}){by}{final}"
     return f"this case was already decided ({state.value}){by}: nothing can be added to it"

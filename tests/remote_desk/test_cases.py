@@ -140,7 +140,6 @@ async def test_a_case_follows_only_an_undecided_transfer_to_that_centre(
     desk, cases = two_centres, two_centres.app.cases
     for n in (1, 2, 3):
         assert (await upload(desk, package(desk.kiosk_key, case_id=f"case-000{n}")))[0] == 201
-    assert not await cases.mark_transferred("case-0009", "lucheng", "clerk-yj")  # unknown
     assert not await cases.mark_transferred("case-0001", "lucheng", "clerk-wj")  # not wujiang's
     assert not await cases.mark_transferred("case-0001", "lucheng", "nobody")
     # transferred elsewhere than where the kiosk sends it
@@ -172,6 +171,56 @@ async def test_a_transfer_to_a_centre_of_another_desk_is_a_new_case_there(
     status, body = await upload(lucheng, package(desk.kiosk_key, centre="lucheng"))
     assert (status, body["status"]) == (201, "stored")
     await server.close()
+    # and it is not decidable at the origin any more: one citizen, one case number
+    clerk = await login(desk, "clerk-yj")
+    status, case = await _case(desk, clerk, "case-0001")
+    assert (status, case["state"]) == (200, "transferred")
+    status, body = await _decide(desk, clerk, "case-0001", "accept")
+    assert status == 409 and "decided there, not here" in body["message"]
+    await clerk[0].close()
+
+
+async def test_a_transfer_asked_before_the_papers_came_is_applied_when_they_do(
+        two_centres: Desk) -> None:
+    desk, cases = two_centres, two_centres.app.cases
+    assert await cases.mark_transferred("case-0001", "lucheng", "clerk-yj")  # not here yet
+    assert (await upload(desk, package(desk.kiosk_key)))[0] == 201  # the yongjia package
+    status, body = await upload(desk, package(desk.kiosk_key, centre="lucheng"))
+    assert (status, body["status"]) == (201, "transferred")
+    # a pending mark the hub refused is taken back: the papers then stay where they came
+    assert await cases.mark_transferred("case-0002", "lucheng", "clerk-yj")
+    assert await cases.cancel_transfer("case-0002", "lucheng", "clerk-yj")
+    assert (await upload(desk, package(desk.kiosk_key, case_id="case-0002")))[0] == 201
+    status, body = await upload(desk, package(desk.kiosk_key, case_id="case-0002",
+                                              centre="lucheng"))
+    assert status == 409
+    # a mark by someone who is no clerk of the case's centre is dropped when the papers come
+    assert await cases.mark_transferred("case-0003", "yongjia", "clerk-lc")
+    assert (await upload(desk, package(desk.kiosk_key, case_id="case-0003")))[0] == 201
+    assert (await upload(desk, package(desk.kiosk_key, case_id="case-0003",
+                                       centre="lucheng")))[0] == 409
+    assert not await cases.mark_transferred("case-0004", "lucheng", "nobody")
+    actions = await _audit_actions(desk)
+    assert ("transfer", "case-0001", "lucheng (papers not here yet)") in actions
+    assert ("transfer", "case-0001", "lucheng (asked before the papers came)") in actions
+    assert ("transfer_refused", "case-0002", "lucheng") in actions
+
+
+async def test_a_case_that_left_comes_back_when_the_citizen_is_sent_back(desk: Desk) -> None:
+    cases = desk.app.cases
+    assert (await upload(desk, package(desk.kiosk_key)))[0] == 201
+    assert await cases.mark_transferred("case-0001", "lucheng", "clerk-yj")  # another desk's
+    assert await cases.cancel_transfer("case-0001", "lucheng", "clerk-yj")  # hub said no
+    clerk = await login(desk, "clerk-yj")
+    assert (await _case(desk, clerk, "case-0001"))[1]["state"] == "received"
+    assert await cases.mark_transferred("case-0001", "lucheng", "clerk-yj")
+    assert (await _case(desk, clerk, "case-0001"))[1]["state"] == "transferred"
+    # lucheng's clerk sends the citizen back: the kiosk files the papers here again
+    status, body = await upload(desk, package(desk.kiosk_key, extra=("bank-card.jpg",)))
+    assert (status, body["status"]) == (201, "transferred")
+    assert (await _case(desk, clerk, "case-0001"))[1]["state"] == "received"
+    assert (await _decide(desk, clerk, "case-0001", "accept"))[0] == 200
+    await clerk[0].close()
 
 
 async def test_a_store_locked_too_long_answers_busy_not_500(tmp_path: Path) -> None:

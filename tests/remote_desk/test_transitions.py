@@ -78,6 +78,19 @@ def test_papers_and_transfers_only_while_undecided() -> None:
         next_state(S.CORRECTIONS, E.TRANSFER)
 
 
+def test_a_case_that_left_with_its_citizen_is_decided_elsewhere() -> None:
+    assert next_state(S.RECEIVED, E.TRANSFER_OUT) is S.TRANSFERRED
+    for event in (*DecisionKind, E.SUPPLEMENT, E.RESUBMIT, E.TRANSFER, E.TRANSFER_OUT):
+        with pytest.raises(TransitionRefused, match="decided there, not here"):
+            next_state(S.TRANSFERRED, event)
+    # the hub refused the transfer, or the citizen was sent back with the papers
+    assert next_state(S.TRANSFERRED, E.TRANSFER_REFUSED) is S.RECEIVED
+    assert next_state(S.TRANSFERRED, E.TRANSFER_IN) is S.RECEIVED
+    for state in (S.ACCEPTED, S.CORRECTIONS, S.REFUSED, S.COMPLETED):
+        with pytest.raises(TransitionRefused):
+            next_state(state, E.TRANSFER_OUT)
+
+
 def test_decision_kinds_keep_the_pages_strings_and_names() -> None:
     assert [k.value for k in DecisionKind] == ["accept", "accept_pending", "corrections",
                                                 "refuse", "complete"]

@@ -208,14 +208,14 @@ async def test_clerk_is_told_when_the_hub_refuses_their_transfer(world: World) -
     assert told is not None, "the hub refused the transfer; the clerk's page heard nothing"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a transfer before the first package arrives finds no case to mark (needs a "
-    "pending transfer kept by case id)"))
 async def test_transfer_while_the_first_package_is_on_its_way_the_case_still_follows(
         world: World) -> None:
     """The clerk transfers at once (wrong centre chosen), while the kiosk's package for c1
     is still uploading (it starts at call start): ``mark_transferred`` finds no case and
     marks nothing; the package for c1 lands, and the follow-up for c2 is refused."""
+    there = await _browser(world.base, "clerk-b")  # the hub transfers only to a staffed centre
+    await there.send("clerk.presence", {"clerk_id": "clerk-b", "centre": "c2",
+                                        "matters": ["m1"], "available": True})
     clerk = await _browser(world.base, "clerk-a")
     await clerk.send("clerk.presence", {"clerk_id": "clerk-a", "centre": "c1",
                                         "matters": ["m1"], "available": True})
@@ -235,6 +235,7 @@ async def test_transfer_while_the_first_package_is_on_its_way_the_case_still_fol
     follow = await upload(world.kiosk_view, package(key, kiosk="k1", centre="c2"),
                           kiosk="k1")
     await clerk.close()
+    await there.close()
     assert first[0] == 201
     assert (follow[0], follow[1].get("status")) == (201, "transferred"), \
         f"the transferred citizen's case did not follow: {follow}"
@@ -277,9 +278,6 @@ async def two_desks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     await runner.cleanup()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "with one desk per centre the origin's copy stays decidable (needs a final "
-    "transferred_out state and a hand-over)"))
 async def test_one_desk_per_centre_a_transferred_case_is_not_left_decidable_at_the_origin(
         two_desks: tuple[HubClient, Desk, Desk]) -> None:
     """With one desk per centre (the architecture's region), the follow-up package is a new
@@ -288,6 +286,9 @@ async def test_one_desk_per_centre_a_transferred_case_is_not_left_decidable_at_t
     kiosk, origin, target = two_desks
     assert (await upload(origin, package(origin.kiosk_key, kiosk="k1", centre="c1"),
                          kiosk="k1"))[0] == 201
+    there = await _browser(target.url, "clerk-b")  # the hub transfers only to a staffed centre
+    await there.send("clerk.presence", {"clerk_id": "clerk-b", "centre": "c2",
+                                        "matters": ["m1"], "available": True})
     clerk = await _browser(origin.url, "clerk-a")
     await clerk.send("clerk.presence", {"clerk_id": "clerk-a", "centre": "c1",
                                         "matters": ["m1"], "available": True})
@@ -310,6 +311,7 @@ async def test_one_desk_per_centre_a_transferred_case_is_not_left_decidable_at_t
                                   headers={"X-CSRF-Token": clerk.csrf}) as r:
         decided = r.status, await r.json()
     await clerk.close()
+    await there.close()
     assert decided[0] != 200, (f"the origin desk still accepts the transferred case: "
                                f"number {decided[1].get('case_number')}")
 
