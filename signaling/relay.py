@@ -3,12 +3,13 @@
 ``CallRoutes`` remembers the two parties of each call the relay has seen (a call's parties
 never change: a restart or a transfer makes a new call id, a hang-up deletes the record), and
 forgets a call the moment Redis says its record changed. ``HubRedisManager`` is
-python-socketio's Redis manager with three changes: every publish leaves through one ordered,
+python-socketio's Redis manager with four changes: every publish leaves through one ordered,
 pipelined writer (no silent drop, no reordering through a pool of connections); the listener
 is one connection that also receives Redis's invalidations of call records (client-side
 caching, BCAST mode), in order with the events, so a process forgets a call before it delivers
-anything that followed the call's end; and a process skips its own publications without
-decoding them.
+anything that followed the call's end; a process skips its own publications without decoding
+them; and an event for one client's room is encoded only when that client is here, and
+handed to its connection in line (no task per recipient).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import socketio
 import structlog
+from socketio import packet as sio_packet
 
 from signaling import protocol as p
 from signaling.store import Store
@@ -151,10 +153,13 @@ class HubRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     MAX_BACKLOG = 200_000
 
     def __init__(self, url: str, *, channel: str, routes: CallRoutes, call_prefix: str,
+                 client_rooms: str = "client:",
                  redis_options: dict[str, Any] | None = None) -> None:
         super().__init__(url, channel=channel, redis_options=redis_options)
         self.routes = routes
         self.call_prefix = call_prefix
+        self.client_rooms = client_rooms
+        """Rooms named so hold the connections of one client (usually one)."""
         own = json.dumps({"sent_by": self.host_id}, separators=(",", ":"))
         self._own = own[:-1].encode() + b","
         """How this process's publications begin (``host_id`` may name another process: a
@@ -164,6 +169,31 @@ class HubRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self._writer: asyncio.Task[None] | None = None
         self._publisher: Any = None
         self.dropped = 0
+
+    # -- delivering here ------------------------------------------------------------------------
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        """Deliver to this process's members of the message's room; a client's own room takes
+        the short way (no packet built when the client is elsewhere, no task per send)."""
+        room = message.get("room")
+        if not isinstance(room, str) or not room.startswith(self.client_rooms) or \
+                message.get("callback") is not None or message.get("binary"):
+            await super()._handle_emit(message)
+            return
+        namespace = message.get("namespace") or "/"
+        skip = message.get("skip_sid")
+        targets = [eio_sid for sid, eio_sid in self.get_participants(namespace, room)
+                   if sid != skip and not (isinstance(skip, list) and sid in skip)]
+        if not targets:
+            return
+        data = message["data"]
+        args = list(data) if isinstance(data, list) else [data]
+        if args == [None]:  # as python-socketio: a lone None is no argument
+            args = []
+        encoded = self.server.packet_class(sio_packet.EVENT, namespace=namespace,
+                                           data=[message["event"], *args]).encode()
+        for eio_sid in targets:  # in line: events keep their order on each connection
+            await self.server.eio.send(eio_sid, encoded)
 
     # -- publishing: one writer, in order, batched --------------------------------------------
 
