@@ -169,6 +169,8 @@ class HubRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self._writer: asyncio.Task[None] | None = None
         self._publisher: Any = None
         self.dropped = 0
+        self.listener_id: int | None = None
+        """Redis's id of the listening connection (to find it in CLIENT LIST)."""
 
     # -- delivering here ------------------------------------------------------------------------
 
@@ -248,6 +250,7 @@ class HubRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         await conn.connect()
         await conn.send_command("CLIENT", "ID")
         own_id = await conn.read_response()
+        self.listener_id = int(own_id)
         await conn.send_command("CLIENT", "TRACKING", "on", "REDIRECT", own_id, "BCAST",
                                 "PREFIX", self.call_prefix)
         await conn.read_response()

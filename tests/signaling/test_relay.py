@@ -23,6 +23,10 @@ from signaling import protocol as p
 from signaling.auth import CredentialStore
 from signaling.client import HubClient
 from signaling.protocol import ClientKind
+from signaling.relay import CallRoutes, HubRedisManager, Route
+from signaling.store import Call, MemoryStore
+from tests.signaling.conftest import HubFixture, start_hub
+from tests.signaling.test_calls import _in_call
 from tests.signaling.test_redis import DIRECTORY, REDIS_URL
 
 
@@ -255,3 +259,78 @@ async def test_a_hang_up_on_one_process_stops_the_relay_on_the_other_at_once(
     await kiosk.send("call.ice", p.CallIce(call_id=call_id, candidate="candidate:late"))
     error = await kiosk.next("hub.error")
     assert (error.code, error.event) == ("forbidden", "call.ice")
+
+
+class SlowStore(MemoryStore):
+    """A memory store whose call reads wait until the test lets them finish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def call(self, call_id: str) -> Call | None:
+        await self.release.wait()
+        return await super().call(call_id)
+
+
+async def test_a_route_invalidated_while_it_is_read_is_used_once_but_not_kept() -> None:
+    store = SlowStore()
+    await store.save(Call(id="c1", ticket_id="t1", kiosk_id="k1", desk_id="d1",
+                          clerk_id="clerk-a", started_at=0.0))
+    routes = CallRoutes(store)
+    routes.trust()
+    reading = asyncio.create_task(routes.resolve("c1"))
+    await asyncio.sleep(0)
+    routes.forget("c1")  # Redis: the record changed while it was in flight
+    store.release.set()
+    assert (await reading) == Route("k1", "d1")
+    assert routes.cached("c1") is None
+    assert await routes.resolve("c1") == Route("k1", "d1")  # a clean read is kept
+    assert routes.cached("c1") == Route("k1", "d1")
+    routes.distrust()  # the listener is lost: nothing is kept or served from memory
+    assert routes.cached("c1") is None
+    assert await routes.resolve("c1") == Route("k1", "d1")
+    assert routes.cached("c1") is None
+
+
+async def test_a_lost_listener_forgets_every_route_and_the_relay_still_routes(
+        tmp_path: Path, turn_secret: str) -> None:
+    del turn_secret
+    _redis_or_skip()
+    tag = secrets.token_hex(4)
+    prefix = f"tbtest-relay-{os.getpid()}-{tag}:"
+    hub, runner, url = await start_hub(tmp_path, redis=REDIS_URL, redis_prefix=prefix,
+                                       redis_channel=f"tongban-relay-{tag}")
+    fixture = HubFixture(hub, url, hub.credentials)
+    try:
+        kiosk, desk, start = await _in_call(fixture)
+        await kiosk.send("call.ice", p.CallIce(call_id=start.call_id, candidate="candidate:1"))
+        assert (await desk.next("call.ice")).candidate == "candidate:1"
+        assert hub.routes.cached(start.call_id) is not None
+        manager = hub.sio.manager
+        assert isinstance(manager, HubRedisManager) and manager.listener_id is not None
+        import redis.asyncio as aioredis
+
+        admin = aioredis.Redis.from_url(REDIS_URL)
+        lost = manager.listener_id
+        await admin.client_kill_filter(_id=lost)
+        deadline = asyncio.get_running_loop().time() + 10
+        while manager.listener_id == lost and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        assert manager.listener_id != lost  # listening again, on a new connection
+        assert hub.routes.cached(start.call_id) is None
+        await kiosk.send("call.ice", p.CallIce(call_id=start.call_id, candidate="candidate:2"))
+        assert (await desk.next("call.ice")).candidate == "candidate:2"
+        kiosk.drain("ticket.update")
+        await desk.send("call.end", p.CallEnd(call_id=start.call_id, reason="hangup"))
+        assert (await kiosk.next("call.ended")).call_id == start.call_id
+        await _back_in_queue(kiosk)
+        await kiosk.send("call.ice", p.CallIce(call_id=start.call_id, candidate="candidate:3"))
+        assert (await kiosk.next("hub.error")).code == "forbidden"
+        await admin.aclose()
+    finally:
+        for c in fixture.clients:
+            with contextlib.suppress(Exception):
+                await c.close()
+        await runner.cleanup()
+        _drop_prefix(prefix)
