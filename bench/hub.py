@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -435,9 +436,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if phases & {"one-relay", "one-setups"}:
                 url, pid = bench.start_hub(redis=False)
                 if "one-relay" in phases:
-                    one["relay"] = await bench.relay(url, url, 1)
+                    one["relay"] = await measured(bench.relay(url, url, 1))
                 if "one-setups" in phases:
-                    one["setups"] = await bench.setups(url, url, 2)
+                    one["setups"] = await measured(bench.setups(url, url, 2))
                 bench.stop_hubs()
             if one:
                 report["one_process"] = one
@@ -458,9 +459,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if phases & {"redis-relay", "redis-setups"}:
                 (url_a, pid_a), (url_b, pid_b) = bench.start_hub(True), bench.start_hub(True)
                 if "redis-relay" in phases:
-                    two["relay"] = await bench.relay(url_a, url_b, 3)
+                    two["relay"] = await measured(bench.relay(url_a, url_b, 3))
                 if "redis-setups" in phases:
-                    two["setups"] = await bench.setups(url_a, url_b, 4)
+                    two["setups"] = await measured(bench.setups(url_a, url_b, 4))
             report["two_processes_redis"] = two
         finally:
             bench.stop_hubs()
@@ -470,11 +471,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+async def measured(measure: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A measure's result, or what made it fail (the other measures still run)."""
+    try:
+        return await measure
+    except Exception as exc:
+        return {"failed": f"{type(exc).__name__}: {exc}"[:500]}
+
+
 def losses(report: dict[str, Any]) -> list[str]:
-    """One line per relay phase that lost or had refused messages."""
-    return [f"FAILED: {name} relay: {part['relay']['failed']}"
+    """One line per measure that failed: a relay that lost or had refused messages, or a
+    measure that could not finish."""
+    return [f"FAILED: {name} {measure}: {result['failed']}"
             for name in ("one_process", "two_processes_redis")
-            if isinstance(part := report.get(name), dict) and "failed" in part.get("relay", {})]
+            if isinstance(part := report.get(name), dict)
+            for measure, result in part.items()
+            if isinstance(result, dict) and "failed" in result]
 
 
 async def worker(url: str, first: int, count: int, key_file: str) -> None:
