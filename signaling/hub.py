@@ -120,9 +120,11 @@ class Hub:
         self.clock = clock
         self.metrics = Metrics()
         self.routes = CallRoutes(self.store)
+        # the relay remembers routes only while Redis tracks the store's call records
+        tracked = self.routes if isinstance(self.store, RedisStore) else CallRoutes(self.store)
         prefix = self.store.prefix if isinstance(self.store, RedisStore) else config.redis_prefix
         manager = (HubRedisManager(config.redis, channel=config.redis_channel,
-                                   routes=self.routes, call_prefix=f"{prefix}call:",
+                                   routes=tracked, call_prefix=f"{prefix}call:",
                                    redis_options={"max_connections": 4096})
                    if config.redis else None)
         self.sio = socketio.AsyncServer(

@@ -27,26 +27,7 @@ from signaling.relay import CallRoutes, HubRedisManager, Route
 from signaling.store import Call, MemoryStore
 from tests.signaling.conftest import HubFixture, start_hub
 from tests.signaling.test_calls import _in_call
-from tests.signaling.test_redis import DIRECTORY, REDIS_URL
-
-
-def _redis_or_skip() -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except Exception as exc:  # no server: this machine cannot run the distributed mode
-        pytest.skip(f"no Redis at {REDIS_URL} ({type(exc).__name__})")
-
-
-def _drop_prefix(prefix: str) -> None:
-    """Delete this test's keys only (other work shares the Redis database)."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
+from tests.signaling.test_redis import DIRECTORY, REDIS_URL, _drop_prefix, _redis_or_skip
 
 
 def _free_port() -> int:
