@@ -9,9 +9,13 @@ The load generator speaks Engine.IO 4 / Socket.IO 5 over raw WebSockets (aiohttp
 light, runs in this process, and spreads connections over several loopback source addresses.
 Every loop is bounded in count and time. Goals (issue 5): >= 20,000 idle kiosks on one process
 within 1 GB RSS; relay p99 <= 10 ms at 2,000 messages/s on one process, <= 15 ms through two
-processes over Redis.
+processes over Redis. A relay that loses a message (not received within 10 s of the end of
+sending) reports no latency and makes the bench exit 1 with a line saying so. The Redis
+phases use a key prefix and a channel of their own and delete only their own keys, so that
+other work on the same Redis is left alone.
 
     uv run python bench/hub.py [--idle 20000] [--rate 2000] [--seconds 10] [--json]
+    uv run python bench/hub.py --phases one-relay redis-relay    # the relay only
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import contextlib
 import json
 import os
 import resource
+import secrets
 import signal
 import socket
 import statistics
@@ -30,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +50,7 @@ from tongban import logs
 from tongban.machine import machine
 
 REDIS_URL = os.environ.get("TONGBAN_BENCH_REDIS", "redis://127.0.0.1:6379/10")
+PHASES = ("one-idle", "one-relay", "one-setups", "redis-idle", "redis-relay", "redis-setups")
 DIRECTORY = """
 [[matters]]
 code = "m1"
@@ -89,6 +96,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_server_pid() -> int | None:
+    """The local Redis server's pid, if it runs on this machine (for its CPU share)."""
+    found = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True,
+                           check=False).stdout.split()
+    return int(found[0]) if found else None
 
 
 def rss_mb(pid: int) -> float:
@@ -158,7 +179,24 @@ class Bench:
         self.args = args
         self.key = Ed25519PrivateKey.generate()
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.pids: list[int] = []
         self.sessions: list[aiohttp.ClientSession] = []
+        self.prefix = f"bench-{os.getpid()}-{secrets.token_hex(3)}:"
+        """The Redis key prefix of this run's hubs (deleted at the end, nothing else is)."""
+
+    def drop_keys(self) -> None:
+        """Delete this run's Redis keys (never the database: other work may share it)."""
+        import redis as redis_lib
+
+        client = redis_lib.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{self.prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
 
     def write_credentials(self, kiosks: int, desks: int) -> None:
         """One key shared by every simulated client (a bench shortcut: ids stay distinct)."""
@@ -177,8 +215,8 @@ class Bench:
     def start_hub(self, redis: bool) -> tuple[str, int]:
         port = free_port()
         config = self.tmp / f"hub-{port}.toml"
-        config.write_text(f'[hub]\ngrace_seconds = 30.0\nredis_channel = "bench-{os.getpid()}"\n'
-                          f'token_max_ttl = 120\n')
+        config.write_text(f'[hub]\ngrace_seconds = 30.0\nredis_channel = "{self.prefix}hub"\n'
+                          f'redis_prefix = "{self.prefix}"\ntoken_max_ttl = 120\n')
         cmd = [sys.executable, "-m", "tongban", *self.args.hub_flags, "signaling", "serve",
                "--config", str(config),
                "--port", str(port), "--credentials", str(self.tmp / "creds.json"),
@@ -188,6 +226,7 @@ class Bench:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                 stderr=open(self.tmp / f"hub-{port}.log", "wb"))  # noqa: SIM115
         self.procs.append(proc)
+        self.pids.append(proc.pid)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
@@ -204,6 +243,7 @@ class Bench:
                 except subprocess.TimeoutExpired:
                     proc.kill()
         self.procs.clear()
+        self.pids.clear()
 
     def session(self, index: int) -> aiohttp.ClientSession:
         """Sessions bound to different loopback source addresses (more ephemeral ports)."""
@@ -322,7 +362,16 @@ class Bench:
         latencies: list[float] = []
         desk.handlers["call.ice"] = lambda m: latencies.append(
             time.perf_counter() - float(m["candidate"].split()[-1]))
+        errors: list[dict[str, Any]] = []
+        for c in [*kiosks, desk]:
+            c.handlers["hub.error"] = errors.append
         total = int(rate * seconds)
+        processes = {f"hub{i}": pid for i, pid in enumerate(self.pids)}
+        processes["bench"] = os.getpid()
+        redis_pid = redis_server_pid()
+        if redis_pid is not None and len(self.pids) > 1:
+            processes["redis"] = redis_pid
+        cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
         started = time.perf_counter()
         for n in range(total):
             due = started + n / rate
@@ -337,14 +386,23 @@ class Bench:
         deadline = time.monotonic() + 10
         while len(latencies) < total and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()}
         for c in [*kiosks, desk]:
             await c.close()
         ms = sorted(x * 1000 for x in latencies)
-        return {"messages": total, "received": len(ms), "rate_per_s": rate,
-                "achieved_rate_per_s": round(total / sent_for, 0),
-                "p50_ms": round(ms[len(ms) // 2], 2) if ms else None,
-                "p99_ms": round(ms[int(len(ms) * 0.99) - 1], 2) if ms else None,
-                "max_ms": round(ms[-1], 2) if ms else None}
+        result: dict[str, Any] = {
+            "messages": total, "received": len(ms), "lost": total - len(ms),
+            "hub_errors": len(errors), "rate_per_s": rate,
+            "achieved_rate_per_s": round(total / sent_for, 0),
+            "cpu_us_per_message": {name: round(x / total * 1e6) for name, x in cpu.items()}}
+        if result["lost"] or errors:  # a latency of what got through would hide the loss
+            result["failed"] = (f"{total - len(ms)} of {total} messages not received within "
+                                f"10 s of the end of sending, {len(errors)} refused")
+            return result
+        result.update({"p50_ms": round(ms[len(ms) // 2], 2),
+                       "p99_ms": round(ms[int(len(ms) * 0.99) - 1], 2),
+                       "max_ms": round(ms[-1], 2)})
+        return result
 
     async def setups(self, kiosk_url: str, desk_url: str, offset: int) -> dict[str, Any]:
         count = self.args.setups
@@ -361,42 +419,74 @@ class Bench:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"bench": "signaling",
                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                              "machine": machine(), "nofile": raise_nofile()}
+                              "machine": machine(), "nofile": raise_nofile(),
+                              "phases": args.phases}
+    phases = set(args.phases)
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(Path(tmp), args)
         bench.write_credentials(max(args.idle, args.idle_redis) + 60_000, 10)
         try:
             # each phase on fresh hub processes, so that one phase's disconnect storm does
             # not land in the next one's latencies
-            url, pid = bench.start_hub(redis=False)
-            one: dict[str, Any] = {"idle": await bench.idle([url], [pid], args.idle)}
-            bench.stop_hubs()
-            url, pid = bench.start_hub(redis=False)
-            one["relay"] = await bench.relay(url, url, 1)
-            one["setups"] = await bench.setups(url, url, 2)
-            report["one_process"] = one
-            bench.stop_hubs()
+            one: dict[str, Any] = {}
+            if "one-idle" in phases:
+                url, pid = bench.start_hub(redis=False)
+                one["idle"] = await bench.idle([url], [pid], args.idle)
+                bench.stop_hubs()
+            if phases & {"one-relay", "one-setups"}:
+                url, pid = bench.start_hub(redis=False)
+                if "one-relay" in phases:
+                    one["relay"] = await measured(bench.relay(url, url, 1))
+                if "one-setups" in phases:
+                    one["setups"] = await measured(bench.setups(url, url, 2))
+                bench.stop_hubs()
+            if one:
+                report["one_process"] = one
             await bench.close_sessions()
-            import redis as redis_lib
-
+            if not phases & {"redis-idle", "redis-relay", "redis-setups"}:
+                return report
             try:
-                redis_lib.Redis.from_url(REDIS_URL, socket_connect_timeout=1).flushdb()
+                bench.drop_keys()
             except Exception as exc:  # no Redis here: report the one-process numbers only
                 report["two_processes_redis"] = {"skipped": f"no Redis at {REDIS_URL}: {exc}"}
                 return report
-            (url_a, pid_a), (url_b, pid_b) = bench.start_hub(True), bench.start_hub(True)
-            two: dict[str, Any] = {
-                "idle": await bench.idle([url_a, url_b], [pid_a, pid_b], args.idle_redis)}
-            bench.stop_hubs()
-            redis_lib.Redis.from_url(REDIS_URL, socket_connect_timeout=1).flushdb()
-            (url_a, pid_a), (url_b, pid_b) = bench.start_hub(True), bench.start_hub(True)
-            two["relay"] = await bench.relay(url_a, url_b, 3)
-            two["setups"] = await bench.setups(url_a, url_b, 4)
+            two: dict[str, Any] = {}
+            if "redis-idle" in phases:
+                (url_a, pid_a), (url_b, pid_b) = bench.start_hub(True), bench.start_hub(True)
+                two["idle"] = await bench.idle([url_a, url_b], [pid_a, pid_b], args.idle_redis)
+                bench.stop_hubs()
+                bench.drop_keys()
+            if phases & {"redis-relay", "redis-setups"}:
+                (url_a, pid_a), (url_b, pid_b) = bench.start_hub(True), bench.start_hub(True)
+                if "redis-relay" in phases:
+                    two["relay"] = await measured(bench.relay(url_a, url_b, 3))
+                if "redis-setups" in phases:
+                    two["setups"] = await measured(bench.setups(url_a, url_b, 4))
             report["two_processes_redis"] = two
         finally:
             bench.stop_hubs()
             await bench.close_sessions()
+            with contextlib.suppress(Exception):
+                bench.drop_keys()
     return report
+
+
+async def measured(measure: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A measure's result, or what made it fail (the other measures still run)."""
+    try:
+        return await measure
+    except Exception as exc:
+        return {"failed": f"{type(exc).__name__}: {exc}"[:500]}
+
+
+def losses(report: dict[str, Any]) -> list[str]:
+    """One line per measure that failed: a relay that lost or had refused messages, or a
+    measure that could not finish."""
+    return [f"FAILED: {name} {measure}: {result['failed']}"
+            for name in ("one_process", "two_processes_redis")
+            if isinstance(part := report.get(name), dict)
+            for measure, result in part.items()
+            if isinstance(result, dict) and "failed" in result]
 
 
 async def worker(url: str, first: int, count: int, key_file: str) -> None:
@@ -445,10 +535,17 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--hub-flags", nargs="*", default=[],
                         help="flags for the hub's tongban command (e.g. -v)")
+    parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
+                        help="which measures to run (default all)")
     args = parser.parse_args()
     logs.configure("error")
     report = asyncio.run(run(args))
     print(json.dumps(report, indent=None if args.json else 2))
+    failed = losses(report)
+    for line in failed:
+        print(line, file=sys.stderr)
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Kiosks and desk servers connect over WebSocket only (no long-polling: every requ
 session reaches the same process by construction, so a load balancer needs no sticky
 sessions). They authenticate with a signed token; every event is validated against its model
 in ``protocol``; a party can touch only its own tickets and calls. With a Redis URL, several
-hub processes share rooms through python-socketio's AsyncRedisManager and keep all state in
-Redis, so a process can die without losing a ticket.
+hub processes share rooms through python-socketio's Redis manager (``relay.HubRedisManager``:
+ordered publishing, and the call routes the relay remembers) and keep all state in Redis, so a
+process can die without losing a ticket.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from signaling import policy
 from signaling import protocol as p
 from signaling.auth import AuthError, Credential, CredentialStore, TokenVerifier
 from signaling.directory import Directory, load_directory
+from signaling.relay import RELAYED_EVENTS, CallRoutes, HubRedisManager, Route
 from signaling.store import (
     Call,
     Clerk,
@@ -55,6 +57,8 @@ class HubConfig(BaseModel):
     port: int = Field(8765, ge=0, le=65535)
     redis: str | None = Field(None, description="redis://host:port/db for several processes")
     redis_channel: str = Field("tongban-hub", description="pub/sub channel of the processes")
+    redis_prefix: str = Field("tb:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+                              description="prefix of the hub's keys in Redis (one per region)")
     credentials: Path = Path("hub-credentials.json")
     directory: Path | None = Field(None, description="centres, matters and sites (TOML)")
     grace_seconds: float = Field(30.0, gt=0, le=600, description="how long a vanished party "
@@ -111,11 +115,17 @@ class Hub:
         self.directory = directory or load_directory(config.directory)
         self.credentials = CredentialStore(config.credentials)
         self.verifier = TokenVerifier(self.credentials, max_ttl=config.token_max_ttl)
-        self.store = store or (RedisStore(config.redis) if config.redis else MemoryStore())
+        self.store = store or (RedisStore(config.redis, prefix=config.redis_prefix)
+                               if config.redis else MemoryStore())
         self.clock = clock
         self.metrics = Metrics()
-        manager = (socketio.AsyncRedisManager(config.redis, channel=config.redis_channel,
-                                              redis_options={"max_connections": 4096})
+        self.routes = CallRoutes(self.store)
+        # the relay remembers routes only while Redis tracks the store's call records
+        tracked = self.routes if isinstance(self.store, RedisStore) else CallRoutes(self.store)
+        prefix = self.store.prefix if isinstance(self.store, RedisStore) else config.redis_prefix
+        manager = (HubRedisManager(config.redis, channel=config.redis_channel,
+                                   routes=tracked, call_prefix=f"{prefix}call:",
+                                   redis_options={"max_connections": 4096})
                    if config.redis else None)
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp", client_manager=manager, transports=["websocket"],
@@ -168,6 +178,8 @@ class Hub:
         del app
         if self._sweeper:
             self._sweeper.cancel()
+        if isinstance(self.sio.manager, HubRedisManager):
+            await self.sio.manager.close()
         await self.store.close()
 
     async def _sweep(self) -> None:
@@ -827,13 +839,22 @@ class Hub:
         return call.desk_id if client_id == call.kiosk_id else call.kiosk_id
 
     async def _relay(self, sid: str, sender: Credential, m: Any) -> None:
+        """Pass a call event to the call's other party, in the order the sender sent them:
+        from the remembered route without waiting, or else in turn behind the call's
+        relays that wait for the store."""
         del sid
-        call = await self._party_call(sender, m.call_id)
-        other = call.desk_id if sender.id == call.kiosk_id else call.kiosk_id
-        events: dict[type[p.Message], str] = {
-            p.CallOffer: "call.offer", p.CallAnswer: "call.answer", p.CallIce: "call.ice",
-            p.CallCommand: "call.command"}
-        event = events[type(m)]
+        route = self.routes.cached(m.call_id)
+        if route is not None:
+            await self._relay_on(route, sender, m)
+            return
+        async with self.routes.ordered(m.call_id):
+            await self._relay_on(await self.routes.resolve(m.call_id), sender, m)
+
+    async def _relay_on(self, route: Route | None, sender: Credential, m: Any) -> None:
+        other = route.other(sender.id) if route else None
+        if other is None:
+            raise Refusal("forbidden", "not a party to this call")
+        event = RELAYED_EVENTS[type(m)]
         self.metrics.relayed.labels(event).inc()
         await self._emit(event, m, other)
 

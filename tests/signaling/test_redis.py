@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -57,7 +58,16 @@ def _redis_or_skip() -> None:
         client.ping()
     except Exception as exc:  # no server: this machine cannot run the distributed mode
         pytest.skip(f"no Redis at {REDIS_URL} ({type(exc).__name__})")
-    client.flushdb()
+
+
+def _drop_prefix(prefix: str) -> None:
+    """Delete one test's keys (never the database: other work shares it)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 def _free_port() -> int:
@@ -66,9 +76,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(tmp: Path, port: int, channel: str) -> subprocess.Popen[bytes]:
+def _start(tmp: Path, port: int, channel: str, prefix: str) -> subprocess.Popen[bytes]:
     config = tmp / f"hub-{port}.toml"
-    config.write_text(f'[hub]\ngrace_seconds = 3.0\nredis_channel = "{channel}"\n')
+    config.write_text(f'[hub]\ngrace_seconds = 3.0\nredis_channel = "{channel}"\n'
+                      f'redis_prefix = "{prefix}"\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "tongban", "signaling", "serve", "--config", str(config),
          "--redis", REDIS_URL, "--port", str(port), "--credentials", str(tmp / "creds.json"),
@@ -87,9 +98,10 @@ def _start(tmp: Path, port: int, channel: str) -> subprocess.Popen[bytes]:
 def two_hubs(tmp_path: Path) -> Iterator[tuple[str, str, list[subprocess.Popen[bytes]], Path]]:
     _redis_or_skip()
     (tmp_path / "directory.toml").write_text(DIRECTORY)
-    channel = f"tongban-test-{os.getpid()}"
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+    channel, prefix = f"tongban-test-{tag}", f"tbtest-{tag}:"
     ports = [_free_port(), _free_port()]
-    procs = [_start(tmp_path, port, channel) for port in ports]
+    procs = [_start(tmp_path, port, channel, prefix) for port in ports]
     yield (f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}", procs, tmp_path)
     for proc in procs:
         if proc.poll() is None:
@@ -98,6 +110,7 @@ def two_hubs(tmp_path: Path) -> Iterator[tuple[str, str, list[subprocess.Popen[b
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    _drop_prefix(prefix)
 
 
 @pytest.fixture
