@@ -85,22 +85,42 @@ class HubConfig(BaseModel):
     kiosk_queue_events: RateLimit = Field(default_factory=lambda: RateLimit(
         rate=1.0, burst=6.0), description="a kiosk's ticket requests and cancels")
     desk_queue_events: RateLimit = Field(default_factory=lambda: RateLimit(
-        rate=30.0, burst=120.0), description="a desk's presence, watch, accept, decline, "
-                                              "transfer (for all its clerks)")
-    call_events: RateLimit = Field(default_factory=lambda: RateLimit(
-        rate=100.0, burst=400.0), description="a client's call events (SDP, ICE, commands)")
+        rate=200.0, burst=1000.0), description="a desk's presence, watch, accept, decline, "
+        "transfer, for all its clerks (a desk says again who is signed in after a hub restart)")
+    kiosk_call_events: RateLimit = Field(default_factory=lambda: RateLimit(
+        rate=100.0, burst=400.0), description="a kiosk's call events (SDP, ICE, restart)")
+    desk_call_events: RateLimit = Field(default_factory=lambda: RateLimit(
+        rate=1000.0, burst=4000.0), description="a desk's call events, for all its clerks")
     refusal_budget: RateLimit = Field(default_factory=lambda: RateLimit(
         rate=2.0, burst=60.0), description="events refused for their rate before the "
                                            "connection is cut as abusive")
+    abusive_cooldown_s: float = Field(30.0, ge=0, le=3600, description="a client cut as "
+                                      "abusive may not connect again for this long")
 
 
 class Refusal(Exception):
     """An event the hub refuses; becomes ``hub.error`` for the sender."""
 
-    def __init__(self, code: str, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-        self.retry_after_s = retry_after_s
+
+
+Gate = Callable[[str, str | None, Any], Awaitable[bool]]
+"""(Engine.IO session id, namespace, the event's [name, *args]) -> go on with the event."""
+
+
+class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server with a gate in front of every event, before a task is
+    spawned for it: a client that floods is paced (and cut) while the reader reads its
+    frames, not after thousands of queued handler tasks."""
+
+    gate: Gate | None = None
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None,
+                            data: Any) -> None:
+        if self.gate is None or await self.gate(eio_sid, namespace, data):
+            await super()._handle_event(eio_sid, namespace, id, data)
 
 
 @dataclass
@@ -108,6 +128,7 @@ class Admission:
     """One connection's pace: token buckets for its queue events and its call events, and
     a budget of refusals before it counts as abusive and is cut."""
 
+    client_id: str
     queue: policy.TokenBucket
     call: policy.TokenBucket
     refusals: policy.TokenBucket
@@ -161,7 +182,7 @@ class Hub:
         manager = (socketio.AsyncRedisManager(config.redis, channel=config.redis_channel,
                                               redis_options={"max_connections": 4096})
                    if config.redis else None)
-        self.sio = socketio.AsyncServer(
+        self.sio = GatedServer(
             async_mode="aiohttp", client_manager=manager, transports=["websocket"],
             ping_interval=config.ping_interval, ping_timeout=config.ping_timeout,
             max_http_buffer_size=p.MAX_EVENT_BYTES, cors_allowed_origins=[],
@@ -177,7 +198,10 @@ class Hub:
         self._local: dict[str, int] = {"kiosk": 0, "desk": 0}
         self._admissions: dict[str, Admission] = {}
         """Each local connection's token buckets, by socket id."""
+        self._requests: dict[str, web.BaseRequest] = {}
+        """Each local connection's HTTP request (its transport, to cut it)."""
         self._revocation_check_at = 0.0
+        self.sio.gate = self._gate
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_unknown)
@@ -250,12 +274,10 @@ class Hub:
             try:
                 if not self._still_valid(credential):
                     log.info("hub.revoked_client_cut", client=credential.id)
-                    await self.sio.disconnect(sid)
+                    await self._cut(sid)
                     return
                 if event not in allowed[credential.kind]:
                     raise Refusal("forbidden", f"{credential.kind.value} may not send {event}")
-                if not await self._admit(sid, credential, event):
-                    return
                 if len(json.dumps(data, default=str)) > p.MAX_EVENT_BYTES:
                     raise Refusal("too_large", f"events are limited to {p.MAX_EVENT_BYTES} bytes")
                 try:
@@ -270,8 +292,7 @@ class Hub:
                 log.info("hub.event_refused", socket_event=event, client=credential.id,
                          code=exc.code)
                 await self.sio.emit("hub.error", p.dump(p.HubError(
-                    code=exc.code, message=str(exc), event=event,
-                    retry_after_s=exc.retry_after_s)), to=sid)
+                    code=exc.code, message=str(exc), event=event)), to=sid)
             except Exception:  # a bug must not kill the connection silently: say so, log it
                 self.metrics.errors.labels("internal").inc()
                 log.exception("hub.event_failed", socket_event=event, client=credential.id)
@@ -281,31 +302,55 @@ class Hub:
 
         return run
 
-    async def _admit(self, sid: str, credential: Credential, event: str) -> bool:
-        """Pace the client's events: over its rate, the event is refused (``rate_limited``,
-        with when to try again); a client that keeps sending past its refusal budget is
-        abusive and cut (False: the event is dropped)."""
-        admission = self._admissions.get(sid)
+    def _admission(self, credential: Credential) -> Admission:
+        kiosk = credential.kind is p.ClientKind.KIOSK
+        queue = self.config.kiosk_queue_events if kiosk else self.config.desk_queue_events
+        call = self.config.kiosk_call_events if kiosk else self.config.desk_call_events
+        return Admission(client_id=credential.id,
+                         queue=policy.TokenBucket(queue.rate, queue.burst),
+                         call=policy.TokenBucket(call.rate, call.burst),
+                         refusals=policy.TokenBucket(self.config.refusal_budget.rate,
+                                                     self.config.refusal_budget.burst))
+
+    async def _gate(self, eio_sid: str, namespace: str | None, data: Any) -> bool:
+        """Pace each client's events as they are read: over its rate, an event is refused
+        (``rate_limited``, with when to try again) and dropped; a client that keeps sending
+        past its refusal budget is abusive, cut, and kept out for a while."""
+        sid = self.sio.manager.sid_from_eio_sid(eio_sid, namespace or "/")
+        admission = self._admissions.get(sid) if sid else None
         if admission is None:
-            queue = (self.config.kiosk_queue_events if credential.kind is p.ClientKind.KIOSK
-                     else self.config.desk_queue_events)
-            admission = self._admissions[sid] = Admission(
-                queue=policy.TokenBucket(queue.rate, queue.burst),
-                call=policy.TokenBucket(self.config.call_events.rate,
-                                        self.config.call_events.burst),
-                refusals=policy.TokenBucket(self.config.refusal_budget.rate,
-                                            self.config.refusal_budget.burst))
+            return True  # not connected: python-socketio drops it
+        event = str(data[0])[:64] if isinstance(data, list) and data else ""
         now = time.monotonic()
         refused = admission.admit(event, now)
         if refused is None:
             return True
         if not admission.refusals.take(now):
             self.metrics.errors.labels("abusive").inc()
-            log.warning("hub.abusive_client_cut", client=credential.id, socket_event=event)
-            await self.sio.disconnect(sid)
+            log.warning("hub.abusive_client_cut", client=admission.client_id,
+                        socket_event=event)
+            if self.config.abusive_cooldown_s:
+                await self.store.mark(f"cut:{admission.client_id}",
+                                      self.config.abusive_cooldown_s)
+            await self._cut(sid)
             return False
-        raise Refusal("rate_limited", "too many events: wait before sending this again",
-                      retry_after_s=round(refused.retry_after(), 3))
+        self.metrics.errors.labels("rate_limited").inc()
+        await self.sio.emit("hub.error", p.dump(p.HubError(
+            code="rate_limited", message="too many events: wait before sending this again",
+            event=event, retry_after_s=round(refused.retry_after(), 3))), to=sid)
+        return False
+
+    async def _cut(self, sid: str) -> None:
+        """Disconnect a local client and close its connection too: a socket.io (and an
+        Engine.IO) disconnect leaves closing the WebSocket to the client, and the server keeps
+        reading what a hostile one goes on sending."""
+        request = self._requests.get(sid)
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        await self.sio.disconnect(sid)
+        if eio_sid is not None:
+            await self.sio.eio.disconnect(eio_sid)
+        if request is not None and request.transport is not None:
+            request.transport.close()
 
     def _still_valid(self, credential: Credential) -> bool:
         """The client's credential is still the one it connected with, and not revoked (the
@@ -349,17 +394,23 @@ class Hub:
     # -- connect, disconnect, resume ----------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        del environ
         auth = auth if isinstance(auth, dict) else {}
         try:
             credential = await self.verifier.verify(auth.get("token"), self.store.nonce_unused,
                                                     now=self.clock())
+            if await self.store.marked(f"cut:{credential.id}"):
+                raise AuthError("cooling_down", "this client was cut for flooding the hub; "
+                                "it may connect again later")
         except AuthError as exc:
             self.metrics.refusals.labels(exc.code).inc()
             log.info("hub.connect_refused", reason=exc.code)
             raise socketio.exceptions.ConnectionRefusedError(
                 str(exc), {"code": exc.code, "message": str(exc)}) from None
         await self.sio.save_session(sid, {"credential": credential})
+        self._admissions[sid] = self._admission(credential)
+        request = environ.get("aiohttp.request")
+        if isinstance(request, web.BaseRequest):
+            self._requests[sid] = request
         await self.sio.enter_room(sid, f"client:{credential.id}")
         self._local[credential.kind.value] += 1
         self.metrics.connected.labels(credential.kind.value).inc()
@@ -446,6 +497,7 @@ class Hub:
         self._local[credential.kind.value] -= 1
         self.metrics.connected.labels(credential.kind.value).dec()
         self._admissions.pop(sid, None)
+        self._requests.pop(sid, None)
         record = await self.store.client(credential.id)
         if record is None or record.sid != sid:
             return  # replaced by a newer connection

@@ -163,6 +163,14 @@ class Store(ABC):
         """An async context manager serialising work on ``name`` (across processes)."""
 
     @abstractmethod
+    async def mark(self, key: str, ttl: float) -> None:
+        """Set a flag that lapses after ``ttl`` seconds."""
+
+    @abstractmethod
+    async def marked(self, key: str) -> bool:
+        """Whether the flag ``key`` is set (and has not lapsed)."""
+
+    @abstractmethod
     async def told(self, centre: str) -> dict[str, str]:
         """What each waiting ticket's kiosk of ``centre`` was last told (``protocol.shown``)."""
 
@@ -207,6 +215,7 @@ class MemoryStore(Store):
         self._nonces: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._told: dict[str, dict[str, str]] = {}
+        self._marks: dict[str, float] = {}
 
     async def get(self, model: type[M], key: str) -> M | None:
         raw = self._values.get(key)
@@ -265,6 +274,16 @@ class MemoryStore(Store):
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             yield
+
+    async def mark(self, key: str, ttl: float) -> None:
+        self._marks[key] = time.monotonic() + ttl
+
+    async def marked(self, key: str) -> bool:
+        until = self._marks.get(key)
+        if until is not None and until <= time.monotonic():
+            del self._marks[key]
+            return False
+        return until is not None
 
     async def told(self, centre: str) -> dict[str, str]:
         return dict(self._told.get(centre, {}))
@@ -365,6 +384,12 @@ class RedisStore(Store):
                                sleep=0.002)  # the default 0.1 s poll would serialise slowly
         async with lock:
             yield
+
+    async def mark(self, key: str, ttl: float) -> None:
+        await self.redis.set(self._k(f"mark:{key}"), "1", px=max(1, int(ttl * 1000)))
+
+    async def marked(self, key: str) -> bool:
+        return bool(await self.redis.exists(self._k(f"mark:{key}")))
 
     async def told(self, centre: str) -> dict[str, str]:
         told: dict[Any, Any] = await self.redis.hgetall(self._k(f"told:{centre}"))

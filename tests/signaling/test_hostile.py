@@ -364,6 +364,12 @@ async def test_a_client_that_keeps_flooding_past_its_refusals_is_cut(hub: HubFix
         await kiosk.send("ticket.cancel", p.TicketCancel(ticket_id=f"nosuchticket{n:03d}"))
     assert await _until(lambda: not kiosk.sio.connected, 3.0), "the flooding kiosk stays on"
     assert hub.hub.metrics.errors.labels("abusive")._value.get() >= 1
+    again = await hub.client("k1", ClientKind.KIOSK, connect=False)
+    with pytest.raises(Exception):  # noqa: B017 - socketio's ConnectionError
+        await again.connect(timeout=3)
+    assert again.refusal is not None and again.refusal["code"] == "cooling_down"
+    other = await hub.kiosk("k2")  # everyone else is served as before
+    assert other.connected
 
 
 async def test_queue_updates_go_only_to_tickets_whose_view_changed(hub: HubFixture) -> None:
