@@ -364,10 +364,9 @@ class Hub:
         socket may be on another process, and python-socketio's manager passes the
         disconnect on. Every process does this, so a process that has not seen the change to
         its credentials file yet is covered by one that has."""
-        for credential in self.credentials.all():
-            if credential.revoked_at is None:
-                continue
-            record = await self.store.client(credential.id)
+        revoked = [c for c in self.credentials.all() if c.revoked_at is not None]
+        records = await self.store.get_many(ClientRecord, [f"client:{c.id}" for c in revoked])
+        for credential, record in zip(revoked, records, strict=True):
             if record is not None and record.connected and record.sid:
                 log.info("hub.revoked_client_cut", client=credential.id)
                 await self.sio.disconnect(record.sid)
@@ -459,6 +458,14 @@ class Hub:
         await self.sio.emit("hub.welcome", p.dump(welcome), to=sid)
         log.info("hub.connected", client=credential.id, kind=credential.kind.value,
                  resumed=resumed, process=self.config.process_name)
+        # updates go only on change, and one may have been lost while the kiosk was away:
+        # its waiting tickets are told their place again
+        waiting = [t for t in welcome.tickets
+                   if t.state in (p.TicketState.WAITING, p.TicketState.OFFERED)]
+        for update in waiting:
+            await self.store.tell(update.centre, {}, [update.ticket_id])
+        for centre in sorted({t.centre for t in waiting}):
+            await self._queue_changed(centre)
 
     async def _holdings(self, credential: Credential
                         ) -> tuple[list[p.TicketUpdate], list[p.CallStart]]:

@@ -419,3 +419,21 @@ async def test_waiting_citizens_are_told_no_wait_when_the_last_clerk_of_their_ma
     await asyncio.sleep(SETTLE)
     back = k1.drain("ticket.update")[-1]
     assert isinstance(back, p.TicketUpdate) and back.expected_wait_s is not None
+
+
+async def test_a_kiosk_that_resumes_is_told_its_place_again(hub: HubFixture) -> None:
+    """Updates go only on change, so a kiosk that was away (and may have missed one) hears
+    its place again when it resumes."""
+    desk = await hub.desk("d1", centres=("c2",))
+    await _sign_in(desk, "clerk-b", centre="c2", matters=("m1",), available=False)
+    k1, k2 = await hub.kiosk("k1"), await hub.kiosk("k2")
+    first = await _request(k1, case="case-0001")
+    second = await _request(k2, case="case-0002")
+    await k2.sio.disconnect()
+    await k1.send("ticket.cancel", p.TicketCancel(ticket_id=first.ticket_id))
+    await asyncio.sleep(SETTLE)  # k2 moved up while away: that update was lost
+    welcome = await k2.connect()
+    assert welcome.resumed and [t.ticket_id for t in welcome.tickets] == [second.ticket_id]
+    again = await k2.next("ticket.update")
+    assert again.ticket_id == second.ticket_id and again.position == 1
+    assert again.expected_wait_s is not None
