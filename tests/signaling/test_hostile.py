@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from signaling import policy
 from signaling import protocol as p
 from signaling.auth import CredentialStore
 from signaling.client import HubClient
@@ -437,3 +438,29 @@ async def test_a_kiosk_that_resumes_is_told_its_place_again(hub: HubFixture) -> 
     again = await k2.next("ticket.update")
     assert again.ticket_id == second.ticket_id and again.position == 1
     assert again.expected_wait_s is not None
+
+
+# -- the policies behind them, without sockets ------------------------------------------------
+
+def test_token_bucket_allows_its_burst_then_its_rate() -> None:
+    bucket = policy.TokenBucket(rate=2.0, burst=3.0)
+    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.retry_after() == pytest.approx(0.5)
+    assert bucket.take(100.5) and not bucket.take(100.5)
+    assert [bucket.take(200.0) for _ in range(4)] == [True, True, True, False]  # full again
+
+
+def test_no_wait_is_promised_for_a_matter_no_signed_in_clerk_handles() -> None:
+    waiting = [policy.WaitingTicket("t1", "m1"), policy.WaitingTicket("t2", "m2"),
+               policy.WaitingTicket("t3", "m1")]
+    away = policy.ClerkLoad("d1/wang", frozenset({"m1"}), available=False)
+    waits = policy.expected_waits(waiting, [away], {"m1": 480.0, "m2": 600.0}, now=0.0)
+    assert waits == {"t1": 480, "t3": 960}  # m1: someone signed in, away; m2: nobody
+
+
+def test_what_the_citizen_sees_changes_with_whole_minutes_only() -> None:
+    waiting = p.TicketState.WAITING
+    assert p.shown(waiting, 2, 290) == p.shown(waiting, 2, 310)  # "about 5 minutes" both
+    assert p.shown(waiting, 2, 290) != p.shown(waiting, 2, 340)
+    assert p.shown(waiting, 2, 30) == p.shown(waiting, 2, 59) != p.shown(waiting, 2, None)
+    assert p.shown(waiting, 2, 300) != p.shown(waiting, 1, 300)
