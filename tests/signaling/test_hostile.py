@@ -17,9 +17,12 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from aiohttp import web
 
+from remote_desk.hublink import ClerkLink, HubLink
 from signaling import policy
 from signaling import protocol as p
 from signaling.auth import CredentialStore
@@ -464,3 +467,41 @@ def test_what_the_citizen_sees_changes_with_whole_minutes_only() -> None:
     assert p.shown(waiting, 2, 290) != p.shown(waiting, 2, 340)
     assert p.shown(waiting, 2, 30) == p.shown(waiting, 2, 59) != p.shown(waiting, 2, None)
     assert p.shown(waiting, 2, 300) != p.shown(waiting, 1, 300)
+
+
+class _Page:
+    """Stands in for a clerk's browser socket at the desk: keeps what the desk sends."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send_json(self, data: dict[str, Any]) -> None:
+        self.sent.append(data)
+
+
+async def test_a_clerks_page_shows_only_their_own_desks_offers_as_theirs(
+        hub: HubFixture) -> None:
+    """Both desks' ``wang`` watch c1; the ticket is offered to desk d1's: desk d2's page must
+    not show it as offered to its own wang (the page and the headless clerk take an offer
+    whose offered_to is their user name)."""
+    links, pages = [], []
+    for desk_id in ("d1", "d2"):
+        client = await hub.desk(desk_id, centres=("c1",))
+        link = HubLink(client, ["c1"])
+        await client.send("queue.watch", p.QueueWatch(centre="c1"))
+        page = _Page()
+        link.attach(ClerkLink("wang", ["c1"], cast(web.WebSocketResponse, page)))
+        links.append(link)
+        pages.append(page)
+    await _sign_in(links[0].client, "wang", centre="c1", matters=("m1",))
+    await _sign_in(links[1].client, "wang", centre="c1", matters=("m1",), available=False)
+    kiosk = await hub.kiosk("k1")
+    await _request(kiosk, centre="c1")
+    await asyncio.sleep(SETTLE)
+    shown = []
+    for page in pages:
+        snapshot = [m["data"] for m in page.sent if m["event"] == "queue.snapshot"][-1]
+        shown.append([(i["state"], i["offered_to"]) for i in snapshot["items"]])
+    assert shown == [[("offered", "wang")], [("offered", None)]]
