@@ -16,6 +16,14 @@ other work on the same Redis is left alone.
 
     uv run python bench/hub.py [--idle 20000] [--rate 2000] [--seconds 10] [--json]
     uv run python bench/hub.py --phases one-relay redis-relay    # the relay only
+
+Flood mode (issue 12), on its own: one hub process, a call between a probe kiosk and a probe
+desk echoing call.ice back (the round trip of another client), ``--flood-waiting`` citizens
+waiting in the queue, and one kiosk (a worker process) sending ticket requests as fast as it
+can, reconnecting whenever it is cut. The probe's p99 round trip is measured without and then
+with the flood in the same run; goal: with <= 2x without. A lost probe message fails the run.
+
+    uv run python bench/hub.py --flood [--flood-seconds 15] [--probe-rate 50] [--json]
 """
 
 from __future__ import annotations
@@ -120,6 +128,13 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def hub_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used."""
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class RawClient:
     """One Socket.IO client on a raw WebSocket: answers pings, collects events."""
 
@@ -212,11 +227,11 @@ class Bench:
         (self.tmp / "creds.json").write_text(CredentialsFile(clients=clients).model_dump_json())
         (self.tmp / "directory.toml").write_text(DIRECTORY)
 
-    def start_hub(self, redis: bool) -> tuple[str, int]:
+    def start_hub(self, redis: bool, extra: str = "") -> tuple[str, int]:
         port = free_port()
         config = self.tmp / f"hub-{port}.toml"
         config.write_text(f'[hub]\ngrace_seconds = 30.0\nredis_channel = "{self.prefix}hub"\n'
-                          f'redis_prefix = "{self.prefix}"\ntoken_max_ttl = 120\n')
+                          f'redis_prefix = "{self.prefix}"\ntoken_max_ttl = 120\n{extra}')
         cmd = [sys.executable, "-m", "tongban", *self.args.hub_flags, "signaling", "serve",
                "--config", str(config),
                "--port", str(port), "--credentials", str(self.tmp / "creds.json"),
@@ -489,6 +504,222 @@ def losses(report: dict[str, Any]) -> list[str]:
             if isinstance(result, dict) and "failed" in result]
 
 
+class Probe:
+    """A kiosk and a desk in one call: the kiosk sends call.ice, the desk echoes it back;
+    the kiosk times each round trip."""
+
+    def __init__(self, kiosk: RawClient, desk: RawClient, call_id: str) -> None:
+        self.kiosk, self.desk, self.call_id = kiosk, desk, call_id
+        self.sent: dict[int, float] = {}
+        self.rtt: dict[int, float] = {}
+        self.errors: list[dict[str, Any]] = []
+        self._echo: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        kiosk.handlers["call.ice"] = self._back
+        desk.handlers["call.ice"] = self._echo.put_nowait
+        kiosk.handlers["hub.error"] = self.errors.append
+        desk.handlers["hub.error"] = self.errors.append
+        self._echoer = asyncio.create_task(self._echo_loop())
+
+    def _back(self, message: dict[str, Any]) -> None:
+        seq = int(message["candidate"].split()[-1])
+        if seq in self.sent:
+            self.rtt[seq] = time.perf_counter() - self.sent[seq]
+
+    async def _echo_loop(self) -> None:
+        while True:
+            message = await self._echo.get()
+            await self.desk.emit("call.ice", message)
+
+    async def measure(self, rate: float, seconds: float, first: int) -> dict[str, Any]:
+        """Round trips at ``rate`` per second for ``seconds``; every one must come back."""
+        total = int(rate * seconds)
+        started = time.perf_counter()
+        for n in range(total):
+            due = started + n / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            seq = first + n
+            self.sent[seq] = time.perf_counter()
+            await self.kiosk.emit("call.ice", {"v": 1, "call_id": self.call_id,
+                                               "candidate": f"candidate:probe {seq}",
+                                               "sdp_mid": "0", "sdp_mline_index": 0})
+        deadline = time.monotonic() + 10
+        wanted = set(range(first, first + total))
+        while not wanted <= self.rtt.keys() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        lost = len(wanted - self.rtt.keys())
+        if lost or self.errors:
+            raise RuntimeError(f"the probe lost {lost} of {total} round trips "
+                               f"(hub errors: {self.errors[-3:]}): no latency to report")
+        ms = sorted(self.rtt[q] * 1000 for q in wanted)
+        return {"round_trips": total, "rate_per_s": rate,
+                "p50_ms": round(ms[len(ms) // 2], 2),
+                "p99_ms": round(ms[int(len(ms) * 0.99) - 1], 2), "max_ms": round(ms[-1], 2)}
+
+    async def close(self) -> None:
+        self._echoer.cancel()
+
+
+async def flood(bench: Bench, args: argparse.Namespace, extra: str = "") -> dict[str, Any]:
+    """The probe's round trip without and with one kiosk flooding the hub with tickets
+    (``extra``: lines for the hub's config)."""
+    url, pid = bench.start_hub(redis=False, extra=extra)
+    desk = RawClient(bench.session(0), url, "d0", ClientKind.DESK, bench.key)
+    kiosk = RawClient(bench.session(1), url, "k0", ClientKind.KIOSK, bench.key)
+    await desk.connect()
+    await kiosk.connect()
+    starts: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    kiosk.handlers["call.start"] = starts.put_nowait
+    tickets: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    kiosk.handlers["ticket.update"] = tickets.put_nowait
+    await desk.emit("clerk.presence", {"v": 1, "clerk_id": "probe-clerk", "centre": "c1",
+                                       "matters": ["m1"], "available": True})
+    await asyncio.sleep(0.3)
+    await kiosk.emit("ticket.request", {"v": 1, "centre": "c1", "matter": "m1",
+                                        "case_id": "probe-case-0001"})
+    ticket = await asyncio.wait_for(tickets.get(), 10)
+    await desk.emit("ticket.accept", {"v": 1, "ticket_id": ticket["ticket_id"],
+                                      "clerk_id": "probe-clerk"})
+    call_id = (await asyncio.wait_for(starts.get(), 10))["call_id"]
+    # citizens waiting behind the call (each new ticket used to re-send all their updates)
+    waiting = [RawClient(bench.session(2 + i), url, f"k{1 + i}", ClientKind.KIOSK, bench.key)
+               for i in range(args.flood_waiting)]
+    await asyncio.gather(*(w.connect() for w in waiting))
+    updates = [0]
+
+    def count(_: dict[str, Any]) -> None:
+        updates[0] += 1
+
+    for n, w in enumerate(waiting):
+        w.handlers["ticket.update"] = count
+        await w.emit("ticket.request", {"v": 1, "centre": "c1", "matter": "m1",
+                                        "case_id": f"waiting-case-{n:05d}"})
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(1.0)
+    told_while_queueing = updates[0]
+    probe = Probe(kiosk, desk, call_id)
+    await probe.measure(args.probe_rate, 2.0, 0)  # warm-up, not reported
+    report: dict[str, Any] = {"hub_pid": pid, "waiting_citizens": args.flood_waiting,
+                              "updates_while_queueing": told_while_queueing}
+    cpu = hub_cpu_s(pid)
+    report["without_flood"] = await probe.measure(args.probe_rate, args.flood_seconds, 100_000)
+    report["without_flood"]["hub_cpu_s"] = round(hub_cpu_s(pid) - cpu, 2)
+    updates[0] = 0
+    key_file = bench.tmp / "bench.key"
+    key_file.write_bytes(bench.key.private_bytes(serialization.Encoding.PEM,
+                                                 serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+    flooder = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--flood-worker", url, str(key_file),
+        str(args.flood_seconds + 1.0), str(args.flood_rate), stdout=asyncio.subprocess.PIPE)
+    await asyncio.sleep(0.5)  # the flood is under way before the probe starts
+    cpu = hub_cpu_s(pid)
+    report["with_flood"] = await probe.measure(args.probe_rate, args.flood_seconds, 200_000)
+    report["with_flood"]["hub_cpu_s"] = round(hub_cpu_s(pid) - cpu, 2)
+    assert flooder.stdout is not None
+    line = await asyncio.wait_for(flooder.stdout.readline(), 60)
+    await flooder.wait()
+    report["flooder"] = json.loads(line)
+    report["updates_to_waiting_during_flood"] = updates[0]
+    base, flooded = report["without_flood"]["p99_ms"], report["with_flood"]["p99_ms"]
+    report["p99_ratio"] = round(flooded / base, 2) if base else None
+    report["goal"] = "p99 with the flood <= 2x p99 without"
+    report["goal_met"] = bool(base) and flooded <= 2 * base
+    await probe.close()
+    for c in [*waiting, kiosk, desk]:
+        await c.close()
+    bench.stop_hubs()
+    return report
+
+
+async def flood_worker(url: str, key_file: str, seconds: float, rate: float) -> None:
+    """One kiosk sending ticket requests (a new case each) at ``rate`` per second (2,000
+    times what a kiosk may send; not flat out, so that the flooder does not take a whole
+    core of this shared two-core machine from the hub and the probe), reconnecting at once
+    whenever the hub cuts it (after 0.1 s when a connection is refused: flooding connection
+    attempts is the load balancer's to limit, not measured here)."""
+    from signaling.auth import load_private_key
+
+    key = load_private_key(Path(key_file))
+    stats: dict[str, Any] = {"events_sent": 0, "connects": 0, "cut": 0, "refused_connects": {},
+                             "errors": {}, "tickets_made": 0}
+
+    def error(message: dict[str, Any]) -> None:
+        stats["errors"][message["code"]] = stats["errors"].get(message["code"], 0) + 1
+
+    def update(message: dict[str, Any]) -> None:
+        if message["state"] == "waiting" and message.get("position") is not None:
+            stats["tickets_made"] += 1
+
+    deadline = time.monotonic() + seconds
+    case = 0
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline and stats["events_sent"] < 2_000_000:
+            client = RawClient(session, url, "kflood", ClientKind.KIOSK, key)
+            client.handlers["hub.error"] = error
+            client.handlers["ticket.update"] = update
+            connecting = asyncio.ensure_future(client.connect())
+            # a refusal ends the reader at once; the welcome would never come
+            while not connecting.done() and (client._reader is None or
+                                             not client._reader.done()):
+                await asyncio.sleep(0.005)
+            if not connecting.done() or connecting.exception() is not None:
+                connecting.cancel()
+                reader = client._reader
+                why = reader.exception() if reader is not None and reader.done() and \
+                    not reader.cancelled() else None
+                code = "cooling_down" if "cooling_down" in str(why) else "other"
+                stats["refused_connects"][code] = stats["refused_connects"].get(code, 0) + 1
+                with contextlib.suppress(Exception):
+                    await client.close()
+                await asyncio.sleep(0.1)
+                continue
+            stats["connects"] += 1
+            assert client.ws is not None
+            paced_from, sent_here = time.perf_counter(), 0
+            while time.monotonic() < deadline and not client.ws.closed:
+                ahead = paced_from + sent_here / rate - time.perf_counter()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+                sent_here += 1
+                case += 1
+                try:
+                    await client.emit("ticket.request", {"v": 1, "centre": "c1", "matter": "m1",
+                                                         "case_id": f"flood-{case:08d}"})
+                except (ConnectionError, RuntimeError):
+                    break
+                stats["events_sent"] += 1
+                if case % 20 == 0:
+                    await asyncio.sleep(0)  # let the reader see a cut
+            if time.monotonic() < deadline:
+                stats["cut"] += 1
+            with contextlib.suppress(Exception):
+                await client.close()
+    print(json.dumps(stats), flush=True)
+
+
+async def run_flood(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {"bench": "signaling-flood",
+                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                              "machine": machine(), "nofile": raise_nofile()}
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = Bench(Path(tmp), args)
+        bench.write_credentials(args.flood_waiting + 10, 2)
+        creds = CredentialsFile.model_validate_json((bench.tmp / "creds.json").read_text())
+        flooder = creds.clients["k0"].model_copy(update={"id": "kflood"})
+        creds.clients["kflood"] = flooder
+        (bench.tmp / "creds.json").write_text(creds.model_dump_json())
+        try:
+            report["flood"] = await flood(bench, args)
+            # a harder flooder: the hub lets it back in at once after each cut
+            report["flood_no_cooldown"] = await flood(bench, args, "abusive_cooldown_s = 0\n")
+        finally:
+            bench.stop_hubs()
+            await bench.close_sessions()
+    return report
+
+
 async def worker(url: str, first: int, count: int, key_file: str) -> None:
     """Hold ``count`` idle kiosks until stdin closes; report connected, then still connected."""
     raise_nofile()
@@ -520,6 +751,11 @@ def main() -> None:
         url, first, count, key_file = sys.argv[2:6]
         asyncio.run(worker(url, int(first), int(count), key_file))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--flood-worker":
+        logs.configure("error")
+        url, key_file, seconds, rate = sys.argv[2:6]
+        asyncio.run(flood_worker(url, key_file, float(seconds), float(rate)))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle", type=int, default=19_900,
                         help="idle kiosks on one process (20,000 needs a file limit above "
@@ -537,9 +773,20 @@ def main() -> None:
                         help="flags for the hub's tongban command (e.g. -v)")
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
                         help="which measures to run (default all)")
+    parser.add_argument("--flood", action="store_true",
+                        help="only the flood mode: another client's round trip while one "
+                             "kiosk floods the hub")
+    parser.add_argument("--flood-seconds", type=float, default=15,
+                        help="flood mode: seconds measured without and with the flood")
+    parser.add_argument("--flood-waiting", type=int, default=100,
+                        help="flood mode: citizens waiting in the queue")
+    parser.add_argument("--flood-rate", type=float, default=2000,
+                        help="flood mode: ticket requests per second of the flooding kiosk")
+    parser.add_argument("--probe-rate", type=float, default=50,
+                        help="flood mode: round trips per second of the probe")
     args = parser.parse_args()
     logs.configure("error")
-    report = asyncio.run(run(args))
+    report = asyncio.run(run_flood(args) if args.flood else run(args))
     print(json.dumps(report, indent=None if args.json else 2))
     failed = losses(report)
     for line in failed:

@@ -78,6 +78,9 @@ class HubLink:
         """Transfers whose marks a refusal took back while it was unclear which one it was."""
         self._starts: dict[str, p.CallStart] = {}
         """The calls this desk's clerks hold, by call id (to know a transferred case)."""
+        self._queued: dict[str, set[str]] = {}
+        """Each centre's tickets in its latest queue snapshot (a clerk takes only tickets of
+        their own centres)."""
         client.listener = self.from_hub
 
     async def _rejoin(self, welcome: p.Welcome) -> None:
@@ -113,6 +116,8 @@ class HubLink:
         if isinstance(message, p.Welcome):
             await self._rejoin(message)
         elif isinstance(message, p.QueueSnapshot):
+            message = self._own_offers(message)
+            self._queued[message.centre] = {i.ticket_id for i in message.items}
             for each in list(self.clerks.values()):
                 if message.centre in each.centres:
                     await self._send(each, event, message)
@@ -160,6 +165,15 @@ class HubLink:
             if link is not None:
                 await self._send(link, "hub.error", error)
 
+    def _own_offers(self, snapshot: p.QueueSnapshot) -> p.QueueSnapshot:
+        """Clerk ids are each desk's own: an item offered to another desk's clerk shows as
+        offered, to nobody here (that desk's ``wang`` is not ours)."""
+        if all(i.offered_desk in (None, self.client.client_id) for i in snapshot.items):
+            return snapshot
+        items = [i if i.offered_desk in (None, self.client.client_id)
+                 else i.model_copy(update={"offered_to": None}) for i in snapshot.items]
+        return snapshot.model_copy(update={"items": items})
+
     @staticmethod
     async def _send(link: ClerkLink, event: str, message: p.Message) -> None:
         if not link.ws.closed:
@@ -181,6 +195,10 @@ class HubLink:
             return "not a centre of this clerk"
         if isinstance(message, p.ClerkPresence):
             self.presence[(link.clerk_id, message.centre)] = message
+        if isinstance(message, p.TicketAccept) and any(
+                message.ticket_id in tickets for centre, tickets in self._queued.items()
+                if centre not in link.centres):
+            return "not a centre of this clerk"  # the hub checks it too
         call_id = getattr(message, "call_id", None)
         if call_id is not None and self.call_owner.get(call_id) != link.clerk_id:
             return "not your call"

@@ -117,7 +117,7 @@ def create(kind: str, client_id: str, site: str | None, centres: tuple[str, ...]
 @creds_option
 @config_option
 def revoke(client_id: str, creds_file: Path | None, config_path: Path | None) -> None:
-    """Revoke a client's credential (takes effect at its next connection attempt)."""
+    """Revoke a client's credential (every hub cuts its live connection within seconds)."""
     try:
         _store(config_path, creds_file).revoke(client_id)
     except ValueError as exc:

@@ -18,6 +18,7 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,20 @@ from signaling.store import (
     ServiceTime,
     Store,
     Ticket,
+    clerk_key,
 )
 from signaling.turn import ice_servers_for
 
 log = structlog.get_logger("signaling.hub")
+
+
+class RateLimit(BaseModel):
+    """A token bucket: ``rate`` events per second on average, ``burst`` at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate: float = Field(gt=0, le=10_000)
+    burst: float = Field(ge=1, le=100_000)
 
 
 class HubConfig(BaseModel):
@@ -69,6 +80,24 @@ class HubConfig(BaseModel):
     ping_timeout: float = Field(5.0, gt=0, le=60)
     token_max_ttl: int = Field(120, ge=10, le=3600)
     process_name: str = Field(default_factory=lambda: f"hub-{os.getpid()}")
+    revocation_check_s: float = Field(1.0, gt=0, le=60, description="how often the "
+                                      "credentials are checked for revoked live clients")
+    kiosk_open_tickets: int = Field(2, ge=1, le=100, description="open tickets one kiosk "
+                                    "may hold (one citizen at a time, and a hand-over)")
+    kiosk_queue_events: RateLimit = Field(default_factory=lambda: RateLimit(
+        rate=1.0, burst=6.0), description="a kiosk's ticket requests and cancels")
+    desk_queue_events: RateLimit = Field(default_factory=lambda: RateLimit(
+        rate=200.0, burst=1000.0), description="a desk's presence, watch, accept, decline, "
+        "transfer, for all its clerks (a desk says again who is signed in after a hub restart)")
+    kiosk_call_events: RateLimit = Field(default_factory=lambda: RateLimit(
+        rate=100.0, burst=400.0), description="a kiosk's call events (SDP, ICE, restart)")
+    desk_call_events: RateLimit = Field(default_factory=lambda: RateLimit(
+        rate=1000.0, burst=4000.0), description="a desk's call events, for all its clerks")
+    refusal_budget: RateLimit = Field(default_factory=lambda: RateLimit(
+        rate=2.0, burst=60.0), description="events refused for their rate before the "
+                                           "connection is cut as abusive")
+    abusive_cooldown_s: float = Field(30.0, ge=0, le=3600, description="a client cut as "
+                                      "abusive may not connect again for this long")
 
 
 class Refusal(Exception):
@@ -77,6 +106,39 @@ class Refusal(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+Gate = Callable[[str, str | None, Any], Awaitable[bool]]
+"""(Engine.IO session id, namespace, the event's [name, *args]) -> go on with the event."""
+
+
+class GatedServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server with a gate in front of every event, before a task is
+    spawned for it: a client that floods is paced (and cut) while the reader reads its
+    frames, not after thousands of queued handler tasks."""
+
+    gate: Gate | None = None
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None,
+                            data: Any) -> None:
+        if self.gate is None or await self.gate(eio_sid, namespace, data):
+            await super()._handle_event(eio_sid, namespace, id, data)
+
+
+@dataclass
+class Admission:
+    """One connection's pace: token buckets for its queue events and its call events, and
+    a budget of refusals before it counts as abusive and is cut."""
+
+    client_id: str
+    queue: policy.TokenBucket
+    call: policy.TokenBucket
+    refusals: policy.TokenBucket
+
+    def admit(self, event: str, now: float) -> policy.TokenBucket | None:
+        """None if the event may go on, else the bucket that refused it."""
+        bucket = self.call if event.startswith("call.") else self.queue
+        return None if bucket.take(now) else bucket
 
 
 def _now_dt(t: float) -> datetime:
@@ -127,7 +189,7 @@ class Hub:
                                    routes=tracked, call_prefix=f"{prefix}call:",
                                    redis_options={"max_connections": 4096})
                    if config.redis else None)
-        self.sio = socketio.AsyncServer(
+        self.sio = GatedServer(
             async_mode="aiohttp", client_manager=manager, transports=["websocket"],
             ping_interval=config.ping_interval, ping_timeout=config.ping_timeout,
             max_http_buffer_size=p.MAX_EVENT_BYTES, cors_allowed_origins=[],
@@ -141,6 +203,12 @@ class Hub:
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._local: dict[str, int] = {"kiosk": 0, "desk": 0}
+        self._admissions: dict[str, Admission] = {}
+        """Each local connection's token buckets, by socket id."""
+        self._requests: dict[str, web.BaseRequest] = {}
+        """Each local connection's HTTP request (its transport, to cut it)."""
+        self._revocation_check_at = 0.0
+        self.sio.gate = self._gate
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_unknown)
@@ -186,6 +254,9 @@ class Hub:
         while True:
             await asyncio.sleep(0.25)
             try:
+                if time.monotonic() >= self._revocation_check_at:
+                    self._revocation_check_at = time.monotonic() + self.config.revocation_check_s
+                    await self._cut_revoked()
                 for key in await self.store.grace_claim_due(self.clock()):
                     kind, _, ident = key.partition(":")
                     if kind == "kiosk":
@@ -210,6 +281,10 @@ class Hub:
             session = await self.sio.get_session(sid)
             credential: Credential = session["credential"]
             try:
+                if not self._still_valid(credential):
+                    log.info("hub.revoked_client_cut", client=credential.id)
+                    await self._cut(sid)
+                    return
                 if event not in allowed[credential.kind]:
                     raise Refusal("forbidden", f"{credential.kind.value} may not send {event}")
                 if len(json.dumps(data, default=str)) > p.MAX_EVENT_BYTES:
@@ -236,6 +311,87 @@ class Hub:
 
         return run
 
+    def _admission(self, credential: Credential) -> Admission:
+        kiosk = credential.kind is p.ClientKind.KIOSK
+        queue = self.config.kiosk_queue_events if kiosk else self.config.desk_queue_events
+        call = self.config.kiosk_call_events if kiosk else self.config.desk_call_events
+        return Admission(client_id=credential.id,
+                         queue=policy.TokenBucket(queue.rate, queue.burst),
+                         call=policy.TokenBucket(call.rate, call.burst),
+                         refusals=policy.TokenBucket(self.config.refusal_budget.rate,
+                                                     self.config.refusal_budget.burst))
+
+    async def _gate(self, eio_sid: str, namespace: str | None, data: Any) -> bool:
+        """Pace each client's events as they are read: over its rate, an event is refused
+        (``rate_limited``, with when to try again) and dropped; a client that keeps sending
+        past its refusal budget is abusive, cut, and kept out for a while."""
+        sid = self.sio.manager.sid_from_eio_sid(eio_sid, namespace or "/")
+        admission = self._admissions.get(sid) if sid else None
+        if admission is None:
+            return True  # not connected: python-socketio drops it
+        event = str(data[0])[:64] if isinstance(data, list) and data else ""
+        now = time.monotonic()
+        refused = admission.admit(event, now)
+        if refused is None:
+            return True
+        if not admission.refusals.take(now):
+            self.metrics.errors.labels("abusive").inc()
+            log.warning("hub.abusive_client_cut", client=admission.client_id,
+                        socket_event=event)
+            if self.config.abusive_cooldown_s:
+                await self.store.mark(f"cut:{admission.client_id}",
+                                      self.config.abusive_cooldown_s)
+            await self._cut(sid)
+            return False
+        self.metrics.errors.labels("rate_limited").inc()
+        await self.sio.emit("hub.error", p.dump(p.HubError(
+            code="rate_limited", message="too many events: wait before sending this again",
+            event=event, retry_after_s=round(refused.retry_after(), 3))), to=sid)
+        return False
+
+    async def _cut(self, sid: str) -> None:
+        """Disconnect a local client and close its connection too: a socket.io (and an
+        Engine.IO) disconnect leaves closing the WebSocket to the client, and the server keeps
+        reading what a hostile one goes on sending."""
+        request = self._requests.get(sid)
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        await self.sio.disconnect(sid)
+        if eio_sid is not None:
+            await self.sio.eio.disconnect(eio_sid)
+        if request is not None and request.transport is not None:
+            request.transport.close()
+
+    def _still_valid(self, credential: Credential) -> bool:
+        """The client's credential is still the one it connected with, and not revoked (the
+        credentials file is re-read when it changes)."""
+        current = self.credentials.get(credential.id)
+        return (current is not None and current.revoked_at is None
+                and current.public_key == credential.public_key)
+
+    async def _cut_revoked(self) -> None:
+        """Cut the live connections of revoked clients, wherever they are: with Redis the
+        socket may be on another process, and python-socketio's manager passes the
+        disconnect on. Every process does this, so a process that has not seen the change to
+        its credentials file yet is covered by one that has."""
+        revoked = [c for c in self.credentials.all() if c.revoked_at is not None]
+        records = await self.store.get_many(ClientRecord, [f"client:{c.id}" for c in revoked])
+        for credential, record in zip(revoked, records, strict=True):
+            if record is not None and record.connected and record.sid:
+                log.info("hub.revoked_client_cut", client=credential.id)
+                await self.sio.disconnect(record.sid)
+                record.connected, record.disconnected_at = False, self.clock()
+                await self.store.save(record)
+                await self._revoked_gone(credential)
+
+    async def _revoked_gone(self, credential: Credential) -> None:
+        """A revoked client gets no grace: its tickets close (kiosk) or go back to the
+        queue (desk) at once."""
+        await self.store.grace_remove(f"{credential.kind.value}:{credential.id}")
+        if credential.kind is p.ClientKind.KIOSK:
+            await self._kiosk_gone(credential.id)
+        else:
+            await self._desk_gone(credential.id)
+
     async def _on_unknown(self, event: str, sid: str, data: Any = None) -> None:
         del data
         self.metrics.errors.labels("unknown_event").inc()
@@ -246,17 +402,23 @@ class Hub:
     # -- connect, disconnect, resume ----------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        del environ
         auth = auth if isinstance(auth, dict) else {}
         try:
             credential = await self.verifier.verify(auth.get("token"), self.store.nonce_unused,
                                                     now=self.clock())
+            if await self.store.marked(f"cut:{credential.id}"):
+                raise AuthError("cooling_down", "this client was cut for flooding the hub; "
+                                "it may connect again later")
         except AuthError as exc:
             self.metrics.refusals.labels(exc.code).inc()
             log.info("hub.connect_refused", reason=exc.code)
             raise socketio.exceptions.ConnectionRefusedError(
                 str(exc), {"code": exc.code, "message": str(exc)}) from None
         await self.sio.save_session(sid, {"credential": credential})
+        self._admissions[sid] = self._admission(credential)
+        request = environ.get("aiohttp.request")
+        if isinstance(request, web.BaseRequest):
+            self._requests[sid] = request
         await self.sio.enter_room(sid, f"client:{credential.id}")
         self._local[credential.kind.value] += 1
         self.metrics.connected.labels(credential.kind.value).inc()
@@ -305,6 +467,14 @@ class Hub:
         await self.sio.emit("hub.welcome", p.dump(welcome), to=sid)
         log.info("hub.connected", client=credential.id, kind=credential.kind.value,
                  resumed=resumed, process=self.config.process_name)
+        # updates go only on change, and one may have been lost while the kiosk was away:
+        # its waiting tickets are told their place again
+        waiting = [t for t in welcome.tickets
+                   if t.state in (p.TicketState.WAITING, p.TicketState.OFFERED)]
+        for update in waiting:
+            await self.store.tell(update.centre, {}, [update.ticket_id])
+        for centre in sorted({t.centre for t in waiting}):
+            await self._queue_changed(centre)
 
     async def _holdings(self, credential: Credential
                         ) -> tuple[list[p.TicketUpdate], list[p.CallStart]]:
@@ -323,7 +493,7 @@ class Hub:
         else:
             record = await self.store.client(credential.id)
             for clerk_id in record.clerks if record else []:
-                clerk = await self.store.clerk(clerk_id)
+                clerk = await self.store.clerk(clerk_key(credential.id, clerk_id))
                 if clerk and clerk.call_id:
                     call = await self.store.call(clerk.call_id)
                     ticket = await self.store.ticket(call.ticket_id) if call else None
@@ -342,9 +512,18 @@ class Hub:
             return
         self._local[credential.kind.value] -= 1
         self.metrics.connected.labels(credential.kind.value).dec()
+        self._admissions.pop(sid, None)
+        self._requests.pop(sid, None)
         record = await self.store.client(credential.id)
         if record is None or record.sid != sid:
             return  # replaced by a newer connection
+        if not self._still_valid(credential):
+            record.connected, record.disconnected_at = False, self.clock()
+            await self.store.save(record)
+            await self._revoked_gone(credential)
+            log.info("hub.disconnected", client=credential.id, kind=credential.kind.value,
+                     revoked=True)
+            return
         record.connected, record.disconnected_at = False, self.clock()
         await self.store.save(record)
         grace = self.config.grace_seconds
@@ -381,12 +560,21 @@ class Hub:
         if not await self._still_gone(desk_id):
             return
         record = await self.store.client(desk_id)
-        centres = set()
+        centres: set[str] = set()
         for clerk_id in record.clerks if record else []:
-            clerk = await self.store.clerk(clerk_id)
-            if clerk is None or clerk.desk_id != desk_id:
+            clerk = await self.store.clerk(clerk_key(desk_id, clerk_id))
+            if clerk is None:
                 continue
-            async with self.store.lock(f"centre:{clerk.centre}"):
+            held = clerk.offered_ticket
+            if clerk.call_id:
+                call = await self.store.call(clerk.call_id)
+                held = call.ticket_id if call else held
+            ticket = await self.store.ticket(held) if held else None
+            lock = ticket.centre if ticket else next(iter(sorted(clerk.centres)), "")
+            async with self.store.lock(f"centre:{lock}"):
+                clerk = await self.store.clerk(clerk_key(desk_id, clerk_id))
+                if clerk is None:
+                    continue
                 ticket_id = clerk.offered_ticket
                 if clerk.call_id:
                     call = await self.store.call(clerk.call_id)
@@ -400,8 +588,9 @@ class Hub:
                     ticket = await self.store.ticket(ticket_id)
                     if ticket and ticket.state is not p.TicketState.CLOSED:
                         await self._requeue_front(ticket)
+                        centres.add(ticket.centre)
                 await self._remove_clerk(clerk)
-            centres.add(clerk.centre)
+            centres.update(clerk.centres)
         if record:
             record.clerks = []
             await self.store.save(record)
@@ -437,12 +626,14 @@ class Hub:
         await self.store.queue_add(ticket.centre, ticket.id, min(front - 1, ticket.enqueued_at))
 
     async def _remove_clerk(self, clerk: Clerk) -> None:
-        await self.store.delete(f"clerk:{clerk.id}")
-        await self.store.set_remove(f"centre_clerks:{clerk.centre}", clerk.id)
+        await self.store.delete(f"clerk:{clerk.key}")
+        for centre in clerk.centres:
+            await self.store.set_remove(f"centre_clerks:{centre}", clerk.key)
 
     async def _clerks(self, centre: str) -> list[Clerk]:
-        ids = await self.store.set_members(f"centre_clerks:{centre}")
-        return [c for c in await self.store.get_many(Clerk, [f"clerk:{i}" for i in ids]) if c]
+        keys = await self.store.set_members(f"centre_clerks:{centre}")
+        return [c for c in await self.store.get_many(Clerk, [f"clerk:{k}" for k in keys])
+                if c and centre in c.centres]
 
     async def _waiting(self, centre: str) -> list[Ticket]:
         ids = [ticket_id for ticket_id, _ in await self.store.queue_ids(centre)]
@@ -494,29 +685,44 @@ class Hub:
         call_tickets = await self.store.get_many(Ticket, [f"ticket:{c.ticket_id}"
                                                           for c in calls if c])
         matter_of = {t.id: t.matter for t in call_tickets if t}
-        started = {c.clerk_id: (c.started_at, matter_of.get(c.ticket_id)) for c in calls if c}
-        loads = [policy.ClerkLoad(clerk_id=c.id, matters=frozenset(c.matters),
+        started = {c.clerk_key: (c.started_at, matter_of.get(c.ticket_id)) for c in calls if c}
+        loads = [policy.ClerkLoad(clerk_id=c.key, matters=frozenset(c.centres[centre]),
                                   available=c.available, call_started_at=(
-                                      started[c.id][0] if c.id in started else None),
-                                  call_matter=started[c.id][1] if c.id in started else None)
+                                      started[c.key][0] if c.key in started else None),
+                                  call_matter=started[c.key][1] if c.key in started else None)
                  for c in clerks]
         service, recent = await self._service_times(
             centre, {t.matter for t in waiting} | {m for _, m in started.values() if m})
         waits = policy.expected_waits(
             [policy.WaitingTicket(t.id, t.matter, t.offered_to) for t in waiting], loads,
             service, now, recent=recent)
+        # only the tickets whose state, position or expected wait as the citizen sees it
+        # changed hear of it: a ticket joining the back moves nobody ahead of it
+        told = await self.store.told(centre)
+        changed: dict[str, str] = {}
         position_by_matter: dict[str, int] = {}
         for ticket in waiting:
             position_by_matter[ticket.matter] = position_by_matter.get(ticket.matter, 0) + 1
             position = position_by_matter[ticket.matter]
-            await self._emit("ticket.update", await self._update_for(
-                ticket, position, waits.get(ticket.id)), ticket.kiosk_id)
+            wait = waits.get(ticket.id)
+            seen = p.shown(ticket.state, position, wait)
+            if told.get(ticket.id) != seen:
+                changed[ticket.id] = seen
+                await self._emit("ticket.update", await self._update_for(
+                    ticket, position, wait), ticket.kiosk_id)
+        present = {t.id for t in waiting}
+        gone = [ticket_id for ticket_id in told if ticket_id not in present]
+        if changed or gone:
+            await self.store.tell(centre, changed, gone)
         centre_info = self.directory.centre(centre)
         snapshot = p.QueueSnapshot(
             centre=centre, routing=centre_info.routing if centre_info else "pick",
             items=[p.QueueItem(ticket_id=t.id, matter=t.matter, site=t.site,
                                waiting_s=int(now - t.created_at), state=t.state,
-                               offered_to=t.offered_to) for t in waiting])
+                               offered_to=t.offered_to.partition("/")[2] or None
+                               if t.offered_to else None,
+                               offered_desk=t.offered_to.partition("/")[0] or None
+                               if t.offered_to else None) for t in waiting])
         await self.sio.emit("queue.snapshot", p.dump(snapshot), room=f"centre:{centre}")
         self.metrics.queue_length.labels(centre).set(len(waiting))
 
@@ -539,11 +745,11 @@ class Hub:
                        if t.state is p.TicketState.WAITING]
             offers: list[tuple[Clerk, Ticket]] = []
             for clerk in clerks:
-                ticket = next((t for t in waiting if t.matter in clerk.matters), None)
+                ticket = next((t for t in waiting if clerk.handles(centre, t.matter)), None)
                 if ticket is None:
                     continue
                 waiting.remove(ticket)
-                ticket.state, ticket.offered_to = p.TicketState.OFFERED, clerk.id
+                ticket.state, ticket.offered_to = p.TicketState.OFFERED, clerk.key
                 clerk.offered_ticket = ticket.id
                 await self.store.save(ticket)
                 await self.store.save(clerk)
@@ -570,23 +776,29 @@ class Hub:
                 centre=m.centre, matter=m.matter, reason="outside_hours",
                 next_opening=centre.next_opening(_now_dt(now)))), to=sid)
             return
-        serving = [c for c in await self._clerks(m.centre) if m.matter in c.matters]
+        serving = [c for c in await self._clerks(m.centre) if c.handles(m.centre, m.matter)]
         if not serving:
             await self.sio.emit("service.closed", p.dump(p.ServiceClosed(
                 centre=m.centre, matter=m.matter, reason="no_clerk")), to=sid)
             return
-        for ticket_id in await self.store.set_members(f"kiosk_tickets:{kiosk.id}"):
-            existing = await self.store.ticket(ticket_id)
-            if existing and existing.case_id == m.case_id and \
-                    existing.state is not p.TicketState.CLOSED:
-                raise Refusal("conflict", "this case already has an open ticket")
         ticket = Ticket(id=secrets.token_urlsafe(12), case_id=m.case_id, kiosk_id=kiosk.id,
                         site=kiosk.site or "", centre=m.centre, matter=m.matter,
                         created_at=now, enqueued_at=now)
-        async with self.store.lock(f"centre:{m.centre}"):
-            await self.store.save(ticket)
-            await self.store.set_add(f"kiosk_tickets:{kiosk.id}", ticket.id)
-            await self.store.queue_add(m.centre, ticket.id, now)
+        # the kiosk's open tickets are checked and the new one added under the kiosk's lock:
+        # requests sent at once cannot both pass the check
+        async with self.store.lock(f"kiosk:{kiosk.id}"):
+            held = await self.store.get_many(Ticket, [
+                f"ticket:{t}" for t in await self.store.set_members(f"kiosk_tickets:{kiosk.id}")])
+            open_tickets = [t for t in held if t and t.state is not p.TicketState.CLOSED]
+            if any(t.case_id == m.case_id for t in open_tickets):
+                raise Refusal("conflict", "this case already has an open ticket")
+            if len(open_tickets) >= self.config.kiosk_open_tickets:
+                raise Refusal("too_many_tickets", f"a kiosk holds at most "
+                              f"{self.config.kiosk_open_tickets} open tickets: cancel one first")
+            async with self.store.lock(f"centre:{m.centre}"):
+                await self.store.save(ticket)
+                await self.store.set_add(f"kiosk_tickets:{kiosk.id}", ticket.id)
+                await self.store.queue_add(m.centre, ticket.id, now)
         log.info("hub.ticket_created", ticket=ticket.id, centre=m.centre, matter=m.matter)
         await self._route(m.centre)
         await self._queue_changed(m.centre)
@@ -639,31 +851,42 @@ class Hub:
             raise Refusal("forbidden", f"this desk does not serve centre {centre}")
 
     async def _desk_clerk(self, desk: Credential, clerk_id: str) -> Clerk:
-        clerk = await self.store.clerk(clerk_id)
-        if clerk is None or clerk.desk_id != desk.id:
+        clerk = await self.store.clerk(clerk_key(desk.id, clerk_id))
+        if clerk is None:
             raise Refusal("not_found", "no such clerk signed in through this desk")
         return clerk
 
     async def _clerk_presence(self, sid: str, desk: Credential, m: p.ClerkPresence) -> None:
+        """A clerk of this desk (ids are the desk's own) signs in for one centre, changes
+        availability, or signs out of it; the clerk's record keeps every centre they are
+        signed in for, each with its matters."""
         del sid
         self._check_centre(desk, m.centre)
-        existing = await self.store.clerk(m.clerk_id)
-        if existing and existing.desk_id != desk.id:
-            raise Refusal("conflict", "this clerk is signed in through another desk")
-        record = await self.store.client(desk.id)
+        key = clerk_key(desk.id, m.clerk_id)
         async with self.store.lock(f"centre:{m.centre}"):
+            existing = await self.store.clerk(key)
+            record = await self.store.client(desk.id)
             if not m.signed_in:
-                if existing:
-                    if existing.call_id or existing.offered_ticket:
+                if existing and m.centre in existing.centres:
+                    held = [t for t in (existing.offered_ticket, existing.call_id) if t]
+                    ticket = await self._held_ticket(existing)
+                    if held and (ticket is None or ticket.centre == m.centre):
                         raise Refusal("conflict", "end or hand back the current ticket first")
-                    await self._remove_clerk(existing)
-                if record and m.clerk_id in record.clerks:
+                    await self.store.set_remove(f"centre_clerks:{m.centre}", key)
+                    del existing.centres[m.centre]
+                    if existing.centres:
+                        await self.store.save(existing)
+                    else:
+                        await self.store.delete(f"clerk:{key}")
+                if record and m.clerk_id in record.clerks and \
+                        not (existing and existing.centres):
                     record.clerks.remove(m.clerk_id)
                     await self.store.save(record)
             else:
                 known = set(self.directory.centre(m.centre).matters)  # type: ignore[union-attr]
-                clerk = Clerk(id=m.clerk_id, desk_id=desk.id, centre=m.centre,
-                              matters=[x for x in m.matters if x in known],
+                centres = dict(existing.centres) if existing else {}
+                centres[m.centre] = [x for x in m.matters if x in known]
+                clerk = Clerk(id=m.clerk_id, desk_id=desk.id, centres=centres,
                               available=m.available,
                               idle_since=existing.idle_since if existing else self.clock(),
                               offered_ticket=existing.offered_ticket if existing else None,
@@ -671,12 +894,19 @@ class Hub:
                 if existing and not existing.available and m.available:
                     clerk.idle_since = self.clock()
                 await self.store.save(clerk)
-                await self.store.set_add(f"centre_clerks:{m.centre}", clerk.id)
+                await self.store.set_add(f"centre_clerks:{m.centre}", key)
                 if record and m.clerk_id not in record.clerks:
                     record.clerks.append(m.clerk_id)
                     await self.store.save(record)
         await self._route(m.centre)
         await self._queue_changed(m.centre)
+
+    async def _held_ticket(self, clerk: Clerk) -> Ticket | None:
+        """The ticket a clerk is offered or in a call with."""
+        if clerk.call_id:
+            call = await self.store.call(clerk.call_id)
+            return await self.store.ticket(call.ticket_id) if call else None
+        return await self.store.ticket(clerk.offered_ticket) if clerk.offered_ticket else None
 
     async def _queue_watch(self, sid: str, desk: Credential, m: p.QueueWatch) -> None:
         self._check_centre(desk, m.centre)
@@ -696,9 +926,11 @@ class Hub:
             if ticket is None or ticket.state is p.TicketState.CLOSED or \
                     ticket.state is p.TicketState.IN_CALL:
                 raise Refusal("conflict", "this ticket is no longer waiting")
-            if ticket.state is p.TicketState.OFFERED and ticket.offered_to != clerk.id:
+            if ticket.centre not in clerk.centres:
+                raise Refusal("forbidden", "this clerk is not signed in for this ticket's centre")
+            if ticket.state is p.TicketState.OFFERED and ticket.offered_to != clerk.key:
                 raise Refusal("conflict", "this ticket is offered to another clerk")
-            if ticket.matter not in clerk.matters:
+            if not clerk.handles(ticket.centre, ticket.matter):
                 raise Refusal("forbidden", "this clerk does not handle this matter")
             if clerk.call_id:
                 raise Refusal("conflict", "this clerk is already in a call")
@@ -711,7 +943,7 @@ class Hub:
                         started_at=self.clock())
             self.metrics.wait.observe(max(0.0, self.clock() - ticket.created_at))
             ticket.state, ticket.offered_to = p.TicketState.IN_CALL, None
-            ticket.clerk_id, ticket.desk_id, ticket.call_id = clerk.id, desk.id, call.id
+            ticket.clerk_id, ticket.desk_id, ticket.call_id = clerk.key, desk.id, call.id
             clerk.call_id, clerk.offered_ticket = call.id, None
             await self.store.queue_remove(ticket.centre, ticket.id)
             await self.store.grace_remove(f"offer:{ticket.id}")
@@ -748,8 +980,10 @@ class Hub:
     async def _held_by(self, desk: Credential, clerk_id: str, ticket_id: str) -> Ticket:
         clerk = await self._desk_clerk(desk, clerk_id)
         ticket = await self.store.ticket(ticket_id)
-        if ticket is None or clerk.id not in (ticket.offered_to, ticket.clerk_id):
+        if ticket is None or clerk.key not in (ticket.offered_to, ticket.clerk_id):
             raise Refusal("not_found", "this clerk holds no such ticket")
+        if ticket.centre not in clerk.centres:
+            raise Refusal("forbidden", "this clerk is not signed in for this ticket's centre")
         return ticket
 
     async def _ticket_decline(self, sid: str, desk: Credential, m: p.TicketDecline) -> None:
@@ -791,7 +1025,8 @@ class Hub:
                     raise Refusal("not_found", "that centre does not handle this matter")
                 if not target.is_open(_now_dt(self.clock())):
                     raise Refusal("closed", "that centre is closed now")
-                if not any(ticket.matter in c.matters for c in await self._clerks(m.to_centre)):
+                if not any(c.handles(m.to_centre, ticket.matter)
+                           for c in await self._clerks(m.to_centre)):
                     raise Refusal("closed", "nobody at that centre handles this matter now")
                 await self._hand_back(ticket, p.CallEndReason.TRANSFERRED)
                 await self.store.queue_remove(origin, ticket.id)
@@ -799,15 +1034,21 @@ class Hub:
                 await self.store.save(ticket)
                 await self.store.queue_add(m.to_centre, ticket.id, ticket.enqueued_at)
             else:
-                target_clerk = await self.store.clerk(str(m.to_clerk))
-                if target_clerk is None or ticket.matter not in target_clerk.matters or \
+                target_clerk = await self.store.clerk(clerk_key(m.to_desk or desk.id,
+                                                                str(m.to_clerk)))
+                # the target's own centres: where they take this matter (their ticket's own
+                # centre first)
+                where = sorted((c for c in (target_clerk.centres if target_clerk else {})
+                                if target_clerk and target_clerk.handles(c, ticket.matter)),
+                               key=lambda c: (c != origin, c))
+                if target_clerk is None or not where or \
                         target_clerk.call_id or target_clerk.offered_ticket:
                     raise Refusal("conflict", "that clerk cannot take this ticket now")
                 await self._hand_back(ticket, p.CallEndReason.TRANSFERRED)
                 ticket = await self.store.ticket(ticket.id) or ticket
                 await self.store.queue_remove(origin, ticket.id)
-                ticket.centre = target_clerk.centre
-                ticket.state, ticket.offered_to = p.TicketState.OFFERED, target_clerk.id
+                ticket.centre = where[0]
+                ticket.state, ticket.offered_to = p.TicketState.OFFERED, target_clerk.key
                 target_clerk.offered_ticket = ticket.id
                 await self.store.save(ticket)
                 await self.store.save(target_clerk)
@@ -815,7 +1056,7 @@ class Hub:
                 await self.store.grace_add(f"offer:{ticket.id}",
                                            self.clock() + self.config.offer_seconds)
         if m.to_clerk is not None:
-            clerk = await self.store.clerk(m.to_clerk)
+            clerk = await self.store.clerk(clerk_key(m.to_desk or desk.id, m.to_clerk))
             if clerk:
                 await self._emit("ticket.offered", p.TicketOffered(
                     ticket_id=ticket.id, clerk_id=clerk.id, matter=ticket.matter,
@@ -872,7 +1113,7 @@ class Hub:
             await self.store.save(fresh)
             ticket.call_id = fresh.id
             await self.store.save(ticket)
-            clerk = await self.store.clerk(call.clerk_id)
+            clerk = await self.store.clerk(call.clerk_key)
             if clerk:
                 clerk.call_id = fresh.id
                 await self.store.save(clerk)

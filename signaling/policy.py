@@ -1,5 +1,5 @@
-"""Queue policy without I/O: the expected wait the hub tells each waiting citizen, and the
-service-time estimate it is built on.
+"""Queue policy without I/O: the expected wait the hub tells each waiting citizen, the
+service-time estimate it is built on, and the token buckets that pace each client's events.
 
 The wait is a small list schedule: every clerk of the centre who handles the matter frees up
 at some moment (now if idle and available, after the rest of their current call if busy);
@@ -64,7 +64,8 @@ def expected_waits(waiting: list[WaitingTicket], clerks: list[ClerkLoad],
                    default_service_s: float = 480.0,
                    recent: dict[str, list[float]] | None = None) -> dict[str, int]:
     """Seconds until each waiting ticket (in queue order) is expected to be taken.
-    ``recent``: durations of recent completed calls per matter."""
+    ``recent``: durations of recent completed calls per matter. A ticket whose matter no
+    signed-in clerk handles has no entry: nobody serves it now, so no wait is promised."""
 
     def service(matter: str) -> float:
         return service_s.get(matter, default_service_s)
@@ -79,12 +80,15 @@ def expected_waits(waiting: list[WaitingTicket], clerks: list[ClerkLoad],
         elif clerk.available:
             free_at[clerk.clerk_id] = 0.0
     skills = {c.clerk_id: c.matters for c in clerks if c.clerk_id in free_at}
+    signed_in = frozenset().union(*(c.matters for c in clerks))
     out: dict[str, int] = {}
     # a shared virtual clerk per matter nobody can serve now: waits grow with the position
     unserved: dict[str, float] = {}
     heap = [(t, cid) for cid, t in free_at.items()]
     heapq.heapify(heap)
     for ticket in waiting:
+        if ticket.matter not in signed_in:
+            continue
         duration = service(ticket.matter)
         if ticket.offered_to is not None and ticket.offered_to in free_at:
             # offered: that clerk takes it now, and is busy with it afterwards
@@ -123,3 +127,30 @@ def learn_service_time(previous_s: float | None, observed_s: float,
     bounded = min(max(observed_s, directory_s / MAX_LEARNED_FACTOR),
                   directory_s * MAX_LEARNED_FACTOR)
     return (1 - EWMA_WEIGHT) * base + EWMA_WEIGHT * bounded
+
+
+@dataclass
+class TokenBucket:
+    """Events allowed at ``rate`` per second on average, ``burst`` at once."""
+
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    """Tokens left (a new bucket starts full)."""
+    at: float = 0.0
+    """When ``tokens`` was last brought up to date."""
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one."""
+        if self.tokens < 0:
+            self.tokens, self.at = self.burst, now
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def retry_after(self) -> float:
+        """Seconds until the next token (after a refused ``take``)."""
+        return max(0.0, (1.0 - self.tokens) / self.rate)

@@ -135,12 +135,16 @@ class TicketTransfer(Message):
     ticket_id: Token
     clerk_id: ClientId
     to_clerk: ClientId | None = None
+    to_desk: ClientId | None = None
+    """The desk of ``to_clerk`` when it is not the sender's own (clerk ids are the desk's)."""
     to_centre: Code | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> TicketTransfer:
         if (self.to_clerk is None) == (self.to_centre is None):
             raise ValueError("name exactly one of to_clerk and to_centre")
+        if self.to_desk is not None and self.to_clerk is None:
+            raise ValueError("to_desk names the desk of to_clerk")
         return self
 
 
@@ -200,7 +204,9 @@ class IceServer(Message):
 
 
 class TicketUpdate(Message):
-    """``ticket.update``: a ticket's state, position and expected wait, sent as they change."""
+    """``ticket.update``: a ticket's state, position and expected wait, sent when what the
+    citizen sees of them changes (``shown``). No ``expected_wait_s`` while waiting: nobody
+    signed in serves the matter now, so no wait can be promised."""
 
     ticket_id: Token
     case_id: Token
@@ -210,6 +216,17 @@ class TicketUpdate(Message):
     position: int | None = None
     expected_wait_s: int | None = None
     reason: CloseReason | None = None
+
+
+def shown(state: TicketState, position: int | None, expected_wait_s: int | None) -> str:
+    """What a citizen sees of a ticket update: its state, its position, and its expected wait
+    as the kiosk words it (none, under a minute, or whole minutes). An update that does not
+    change this is not sent."""
+    if expected_wait_s is None:
+        minutes = "-"
+    else:
+        minutes = "0" if expected_wait_s < 60 else str(round(expected_wait_s / 60))
+    return f"{state.value}:{position}:{minutes}"
 
 
 class ServiceClosed(Message):
@@ -228,6 +245,9 @@ class QueueItem(Message):
     waiting_s: int
     state: TicketState
     offered_to: str | None = None
+    """The clerk (an id of their own desk) the ticket is offered to."""
+    offered_desk: str | None = None
+    """The desk of ``offered_to`` (clerk ids are scoped by desk)."""
 
 
 class QueueSnapshot(Message):
@@ -294,9 +314,11 @@ class HubError(Message):
     """``hub.error``: an event was refused."""
 
     code: Literal["invalid", "unknown_event", "too_large", "forbidden", "not_found",
-                  "conflict", "closed", "internal"]
+                  "conflict", "closed", "internal", "rate_limited", "too_many_tickets"]
     message: str
     event: str | None = None
+    retry_after_s: float | None = None
+    """``rate_limited``: when this kind of event will be accepted again."""
 
 
 INBOUND: dict[str, type[Message]] = {

@@ -34,23 +34,40 @@ class Ticket(BaseModel):
     created_at: float
     enqueued_at: float
     offered_to: str | None = None
+    """The clerk (``clerk_key``) the ticket is offered to."""
     clerk_id: str | None = None
+    """The clerk (``clerk_key``) in a call with the ticket."""
     desk_id: str | None = None
     call_id: str | None = None
     closed_reason: CloseReason | None = None
+
+
+def clerk_key(desk_id: str, clerk_id: str) -> str:
+    """A clerk at the hub: clerk ids are their desk's own, so they are scoped by desk (a
+    desk's ``wang`` is not another desk's ``wang``). Client ids never contain ``/``."""
+    return f"{desk_id}/{clerk_id}"
 
 
 class Clerk(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str
+    """The clerk's id at their desk (what the protocol carries)."""
     desk_id: str
-    centre: str
-    matters: list[str]
+    centres: dict[str, list[str]]
+    """The centres the clerk is signed in for, each with the matters they handle there."""
     available: bool = True
     idle_since: float
     offered_ticket: str | None = None
     call_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        return clerk_key(self.desk_id, self.id)
+
+    def handles(self, centre: str, matter: str) -> bool:
+        """Signed in for ``centre`` and handling ``matter`` there."""
+        return matter in self.centres.get(centre, [])
 
 
 class Call(BaseModel):
@@ -61,7 +78,12 @@ class Call(BaseModel):
     kiosk_id: str
     desk_id: str
     clerk_id: str
+    """The clerk's id at ``desk_id``."""
     started_at: float
+
+    @property
+    def clerk_key(self) -> str:
+        return clerk_key(self.desk_id, self.clerk_id)
 
 
 class ServiceTime(BaseModel):
@@ -140,6 +162,22 @@ class Store(ABC):
     def lock(self, name: str) -> AbstractAsyncContextManager[None]:
         """An async context manager serialising work on ``name`` (across processes)."""
 
+    @abstractmethod
+    async def mark(self, key: str, ttl: float) -> None:
+        """Set a flag that lapses after ``ttl`` seconds."""
+
+    @abstractmethod
+    async def marked(self, key: str) -> bool:
+        """Whether the flag ``key`` is set (and has not lapsed)."""
+
+    @abstractmethod
+    async def told(self, centre: str) -> dict[str, str]:
+        """What each waiting ticket's kiosk of ``centre`` was last told (``protocol.shown``)."""
+
+    @abstractmethod
+    async def tell(self, centre: str, changed: dict[str, str], gone: list[str]) -> None:
+        """Record what was told now (``changed``), and forget tickets no longer waiting."""
+
     async def ping(self) -> bool:
         return True
 
@@ -150,8 +188,9 @@ class Store(ABC):
     async def ticket(self, ticket_id: str) -> Ticket | None:
         return await self.get(Ticket, f"ticket:{ticket_id}")
 
-    async def clerk(self, clerk_id: str) -> Clerk | None:
-        return await self.get(Clerk, f"clerk:{clerk_id}")
+    async def clerk(self, key: str) -> Clerk | None:
+        """A clerk by ``clerk_key``."""
+        return await self.get(Clerk, f"clerk:{key}")
 
     async def call(self, call_id: str) -> Call | None:
         return await self.get(Call, f"call:{call_id}")
@@ -161,7 +200,8 @@ class Store(ABC):
 
     async def save(self, value: Ticket | Clerk | Call | ClientRecord) -> None:
         prefix = {Ticket: "ticket", Clerk: "clerk", Call: "call", ClientRecord: "client"}
-        await self.put(f"{prefix[type(value)]}:{value.id}", value)
+        ident = value.key if isinstance(value, Clerk) else value.id
+        await self.put(f"{prefix[type(value)]}:{ident}", value)
 
 
 class MemoryStore(Store):
@@ -174,6 +214,8 @@ class MemoryStore(Store):
         self._grace: dict[str, float] = {}
         self._nonces: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._told: dict[str, dict[str, str]] = {}
+        self._marks: dict[str, float] = {}
 
     async def get(self, model: type[M], key: str) -> M | None:
         raw = self._values.get(key)
@@ -232,6 +274,25 @@ class MemoryStore(Store):
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             yield
+
+    async def mark(self, key: str, ttl: float) -> None:
+        self._marks[key] = time.monotonic() + ttl
+
+    async def marked(self, key: str) -> bool:
+        until = self._marks.get(key)
+        if until is not None and until <= time.monotonic():
+            del self._marks[key]
+            return False
+        return until is not None
+
+    async def told(self, centre: str) -> dict[str, str]:
+        return dict(self._told.get(centre, {}))
+
+    async def tell(self, centre: str, changed: dict[str, str], gone: list[str]) -> None:
+        told = self._told.setdefault(centre, {})
+        told.update(changed)
+        for ticket_id in gone:
+            told.pop(ticket_id, None)
 
 
 class RedisStore(Store):
@@ -323,3 +384,23 @@ class RedisStore(Store):
                                sleep=0.002)  # the default 0.1 s poll would serialise slowly
         async with lock:
             yield
+
+    async def mark(self, key: str, ttl: float) -> None:
+        await self.redis.set(self._k(f"mark:{key}"), "1", px=max(1, int(ttl * 1000)))
+
+    async def marked(self, key: str) -> bool:
+        return bool(await self.redis.exists(self._k(f"mark:{key}")))
+
+    async def told(self, centre: str) -> dict[str, str]:
+        told: dict[Any, Any] = await self.redis.hgetall(self._k(f"told:{centre}"))
+        return {str(k): str(v) for k, v in told.items()}
+
+    async def tell(self, centre: str, changed: dict[str, str], gone: list[str]) -> None:
+        key = self._k(f"told:{centre}")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if changed:
+                pipe.hset(key, mapping=changed)  # type: ignore[arg-type]
+            if gone:
+                pipe.hdel(key, *gone)
+            pipe.expire(key, 7 * 86400)
+            await pipe.execute()

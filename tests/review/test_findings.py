@@ -340,9 +340,6 @@ async def test_hub_does_not_transfer_a_citizen_to_a_centre_that_is_closed(
 
 # -- 2. a clerk acts on another centre's citizen --------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the hub checks the desk's centres, not the clerk's (a clerk record holds one "
-    "centre)"))
 async def test_clerk_cannot_take_a_citizen_of_a_centre_not_theirs(world: World) -> None:
     """clerk-a belongs to c1 only (the desk refuses their presence at c2), yet the hub lets
     them accept a c2 ticket because the desk serves c2."""
@@ -367,9 +364,6 @@ async def test_clerk_cannot_take_a_citizen_of_a_centre_not_theirs(world: World) 
 
 # -- 3. the waiting citizen when nobody is signed in any more -------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the hub does not tell waiting citizens when the last clerk of their matter signs "
-    "out"))
 async def test_waiting_citizen_is_not_promised_a_wait_when_the_last_clerk_signs_out(
         world: World) -> None:
     desk = world.desk.hub

@@ -55,8 +55,12 @@ class Region:
 
 def _start(tmp: Path, port: int, channel: str, prefix: str) -> subprocess.Popen[bytes]:
     config = tmp / f"hub-{port}.toml"
+    # the relay itself is under test: the per-client pacing (tests/signaling/test_hostile.py)
+    # is opened wide so that a burst is relayed, not refused
     config.write_text(f'[hub]\ngrace_seconds = 3.0\nredis_channel = "{channel}"\n'
-                      f'redis_prefix = "{prefix}"\n')
+                      f'redis_prefix = "{prefix}"\n'
+                      'kiosk_call_events = {rate = 10000, burst = 10000}\n'
+                      'kiosk_queue_events = {rate = 1000, burst = 1000}\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "tongban", "signaling", "serve", "--config", str(config),
          "--redis", REDIS_URL, "--port", str(port), "--credentials", str(tmp / "creds.json"),
@@ -200,7 +204,7 @@ async def test_restart_transfer_and_hang_up_route_correctly_after_the_route_is_c
     await asyncio.sleep(0.2)
     await desk.send("ticket.transfer", p.TicketTransfer(ticket_id=ticket_id,
                                                         clerk_id="clerk-a",
-                                                        to_clerk="clerk-b"))
+                                                        to_clerk="clerk-b", to_desk="d2"))
     assert (await kiosk.next("call.ended")).reason is p.CallEndReason.TRANSFERRED
     offered = await other.next("ticket.offered")
     await other.send("ticket.accept", p.TicketAccept(ticket_id=offered.ticket_id,
