@@ -15,6 +15,7 @@ handed to its connection in line (no task per recipient).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import deque
@@ -305,3 +306,9 @@ class HubRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             await asyncio.sleep(0.01)
         if self._writer is not None:
             self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+            self._writer = None
+        if self._publisher is not None:
+            with contextlib.suppress(Exception):
+                await self._publisher.aclose()
+            self._publisher = None
