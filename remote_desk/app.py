@@ -39,6 +39,7 @@ from remote_desk.transitions import CaseState
 from remote_desk.users import Role, authenticate
 from signaling.auth import CredentialStore
 from signaling.protocol import MAX_EVENT_BYTES
+from tongban.serving import close_long_lived
 
 log = structlog.get_logger("remote_desk")
 COOKIE = "tb_session"
@@ -107,6 +108,7 @@ class DeskApp:
         r.add_get("/", self.index)
         r.add_static("/static", STATIC, show_index=False)
         self._hub: HubLink | None = None
+        close_long_lived(self.app)  # stopping closes the clerks' WebSockets, never waits
         self.app.on_cleanup.append(self._close)
 
     @property

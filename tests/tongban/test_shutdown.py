@@ -1,0 +1,315 @@
+"""Every service stops within a few seconds of SIGTERM or SIGINT, whatever is open: exit code 0,
+one line saying it stopped, and no traceback.
+
+Each service runs as a real process through its CLI on loopback (ephemeral ports); the test
+holds open what a real day holds open (a kiosk's picture stream, a clerk's WebSocket after
+login, a socket.io client at the hub) and then sends the signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STOP_BOUND_S = 5.0
+"""How soon after the signal a service must be gone (generous for a loaded CI machine)."""
+FILES_KEY = "A" * 43 + "="
+SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Service:
+    """One service process; everything it writes goes to ``output`` (read after it ends)."""
+
+    proc: subprocess.Popen[bytes]
+    output: Path
+
+    def text(self) -> str:
+        return self.output.read_text("utf-8", "replace")
+
+    def stop(self, sig: signal.Signals) -> tuple[float, int | None]:
+        """Send ``sig``; how long the process took to end (or the bound if it did not), and
+        its exit code (None if it was still running and had to be killed)."""
+        sent = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            code: int | None = self.proc.wait(STOP_BOUND_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        return time.monotonic() - sent, code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextlib.contextmanager
+def _service(args: list[str], output: Path, env: dict[str, str] | None = None
+             ) -> Iterator[Service]:
+    with output.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tongban", *args], cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})
+    service = Service(proc, output)
+    try:
+        yield service
+    finally:
+        service.kill()
+
+
+async def _until_up(service: Service, url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            assert service.proc.poll() is None, service.text()[-3000:]
+            try:
+                async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    if r.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            assert time.monotonic() < deadline, f"{url} never answered\n{service.text()[-3000:]}"
+            await asyncio.sleep(0.2)
+
+
+async def _stopped_cleanly(service: Service, sig: signal.Signals, stopped_line: str) -> None:
+    """Signal the service (off the event loop: the test's own connections must keep being
+    served while it waits) and check that it ended in time, with 0, one line and no
+    traceback."""
+    elapsed, code = await asyncio.to_thread(service.stop, sig)
+    output = service.text()
+    assert code is not None, (f"still running {STOP_BOUND_S} s after {sig.name}\n"
+                              f"{output[-3000:]}")
+    assert code == 0, f"exit code {code} after {sig.name}\n{output[-3000:]}"
+    assert "Traceback" not in output, output[-3000:]
+    assert "InvalidStateError" not in output, output[-3000:]
+    assert len(re.findall(stopped_line, output)) == 1, output[-3000:]
+    assert elapsed < STOP_BOUND_S
+
+
+# -- the hub --------------------------------------------------------------------------------------
+
+@dataclass
+class Hub:
+    service: Service
+    url: str
+    credentials: Path
+
+
+def _credential(credentials: Path, client_id: str, kind: str, key_out: Path, *,
+                centres: list[str] | None = None, site: str | None = None) -> Path:
+    from signaling.auth import CredentialStore, private_key_pem
+    from signaling.protocol import ClientKind
+
+    key = CredentialStore(credentials).create(client_id, ClientKind(kind), site=site,
+                                              centres=centres or [])
+    key_out.write_bytes(private_key_pem(key))
+    return key_out
+
+
+@contextlib.asynccontextmanager
+async def _hub(tmp_path: Path) -> AsyncIterator[Hub]:
+    port = _free_port()
+    credentials = tmp_path / "hub-credentials.json"
+    _credential(credentials, "shutdown-probe", "desk", tmp_path / "probe.key",
+                centres=["yongjia"])
+    with _service(["-v", "signaling", "serve", "--host", "127.0.0.1", "--port", str(port),
+                   "--credentials", str(credentials)], tmp_path / "hub.out") as service:
+        url = f"http://127.0.0.1:{port}"
+        await _until_up(service, url + "/healthz")
+        yield Hub(service, url, credentials)
+
+
+@contextlib.asynccontextmanager
+async def _hub_client(hub: Hub, key: Path) -> AsyncIterator[None]:
+    """A desk's socket.io connection to the hub, held open (it does not redial)."""
+    from signaling.auth import load_private_key
+    from signaling.client import HubClient
+    from signaling.protocol import ClientKind
+
+    client = HubClient(hub.url, "shutdown-probe", ClientKind.DESK, load_private_key(key),
+                       reconnection=False)
+    await client.connect()
+    try:
+        yield
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+async def test_hub_stops_quickly_with_a_socketio_client_connected(
+        tmp_path: Path, sig: signal.Signals) -> None:
+    async with _hub(tmp_path) as hub, _hub_client(hub, tmp_path / "probe.key"):
+        await _stopped_cleanly(hub.service, sig, r"hub stopped")
+
+
+# -- the desk -------------------------------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def _desk(tmp_path: Path, hub: Hub) -> AsyncIterator[tuple[Service, str]]:
+    key = _credential(hub.credentials, "shutdown-desk", "desk", tmp_path / "desk.key",
+                      centres=["yongjia"])
+    port = _free_port()
+    config = tmp_path / "desk.toml"
+    config.write_text(
+        f'[desk]\nhost = "127.0.0.1"\nport = {port}\n'
+        f'database = "sqlite:///{tmp_path / "desk.db"}"\nfiles_dir = "{tmp_path / "files"}"\n'
+        f'kiosk_credentials = "{hub.credentials}"\ncentres = ["yongjia"]\n'
+        f'hub_url = "{hub.url}"\ndesk_id = "shutdown-desk"\nhub_key = "{key}"\n')
+    env = {**os.environ, "TONGBAN_DESK_FILES_KEY": FILES_KEY}
+    for args, stdin in ((["db", "upgrade"], ""),
+                        (["user", "add", "--username", "wang", "--name", "王芳", "--role",
+                          "clerk", "--centre", "yongjia"], "a long enough secret\n")):
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "tongban", "desk", *args, "--config",
+                             str(config)], input=stdin, capture_output=True, text=True,
+            timeout=60, check=False, cwd=ROOT, env=env)
+        assert done.returncode == 0, done.stderr
+    with _service(["-v", "desk", "serve", "--config", str(config)], tmp_path / "desk.out",
+                  {"TONGBAN_DESK_FILES_KEY": FILES_KEY}) as service:
+        url = f"http://127.0.0.1:{port}"
+        await _until_up(service, url + "/healthz")
+        yield service, url
+
+
+@contextlib.asynccontextmanager
+async def _clerk_socket(url: str, username: str, password: str
+                        ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A clerk logged in with the page's WebSocket open (what a clerk's browser holds)."""
+    # unsafe: the jar keeps cookies of an IP address (the desk is on 127.0.0.1)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(url + "/api/login",
+                             json={"username": username, "password": password}) as r:
+            assert r.status == 200, await r.text()
+            csrf = (await r.json())["csrf"]
+        async with http.ws_connect(f"{url}/ws?csrf={csrf}", heartbeat=None) as ws:
+            yield ws
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("sig", SIGNALS)
+async def test_desk_stops_quickly_with_a_clerk_websocket_open(
+        tmp_path: Path, sig: signal.Signals) -> None:
+    async with _hub(tmp_path) as hub, _desk(tmp_path, hub) as (desk, url), \
+            _clerk_socket(url, "wang", "a long enough secret") as ws:
+        await _stopped_cleanly(desk, sig, r"desk stopped")
+        # the clerk's page is told the server went away (the socket is closed, not cut)
+        message = await asyncio.wait_for(ws.receive(), 5)
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                aiohttp.WSMsgType.CLOSING)
+
+
+# -- the kiosk ------------------------------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def _picture_stream(url: str) -> AsyncIterator[None]:
+    """A touch screen's live picture (MJPEG), held open as the kiosk's browser holds it."""
+    async with aiohttp.ClientSession() as http, \
+            http.get(url, timeout=aiohttp.ClientTimeout(total=None)) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        await asyncio.wait_for(r.content.readline(), 10)  # the stream is going
+        yield
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("sig", SIGNALS)
+async def test_kiosk_stops_quickly_with_a_picture_stream_open(
+        tmp_path: Path, sig: signal.Signals) -> None:
+    from devices.idcard.simulator import VirtualReader
+
+    async with _hub(tmp_path) as hub:
+        key = _credential(hub.credentials, "shutdown-kiosk", "kiosk", tmp_path / "kiosk.key",
+                          site="shengze")
+        port = _free_port()
+        config = tmp_path / "kiosk.toml"
+        with VirtualReader(reread="stays") as sim:
+            config.write_text(
+                f'[kiosk]\nkiosk_id = "shutdown-kiosk"\nkey_file = "{key}"\n'
+                f'hub_url = "{hub.url}"\ndesk_url = "http://127.0.0.1:{_free_port()}"\n'
+                f'screen_port = {port}\nspool_dir = "{tmp_path / "spool"}"\n'
+                f'work_dir = "{tmp_path / "work"}"\nsimulated = true\n'
+                f'[idcard]\nport = "{sim.path}"\n'
+                f'[idcard.photo_decoder]\nkind = "simulated"\n'
+                f'[scanner.camera]\nsource = "sim"\n[face.camera]\nsource = "sim"\n')
+            with _service(["-v", "kiosk", "run", "--config", str(config)],
+                          tmp_path / "kiosk.out") as kiosk:
+                url = f"http://127.0.0.1:{port}"
+                await _until_up(kiosk, url + "/api/screen")
+                async with _picture_stream(url + "/api/video/face.mjpg"), \
+                        _picture_stream(url + "/api/video/document.mjpg"):
+                    await _stopped_cleanly(kiosk, sig, r"kiosk stopped")
+
+
+# -- the demo -------------------------------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def _demo(tmp_path: Path, *args: str) -> AsyncIterator[tuple[Service, dict[str, str]]]:
+    """``tongban demo`` with its printed URLs and the demo clerk's password."""
+    with _service(["demo", *args], tmp_path / "demo.out") as service:
+        deadline = time.monotonic() + 90
+        found: dict[str, str] = {}
+        while len(found) < 4:
+            text = service.text()
+            for label, pattern in (("kiosk", r"kiosk touch screen\s+(\S+)"),
+                                   ("desk", r"clerk desk\s+(\S+)"),
+                                   ("password", r"password (\S+)\)"),
+                                   ("hub", r"hub\s+(http\S+)")):
+                if match := re.search(pattern, text):
+                    found[label] = match.group(1).rstrip("/")
+            assert service.proc.poll() is None, text[-3000:]
+            assert time.monotonic() < deadline, text[-3000:]
+            await asyncio.sleep(0.2)
+        yield service, found
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("sig", SIGNALS)
+async def test_demo_stops_quickly_with_picture_streams_and_a_clerk_open(
+        tmp_path: Path, sig: signal.Signals) -> None:
+    async with _demo(tmp_path) as (demo, urls), \
+            _picture_stream(urls["kiosk"] + "/api/video/face.mjpg"), \
+            _picture_stream(urls["kiosk"] + "/api/video/document.mjpg"), \
+            _clerk_socket(urls["desk"], "demo-clerk", urls["password"]):
+        await _stopped_cleanly(demo, sig, r"demo stopped")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_demo_seconds_ends_on_time_with_a_picture_stream_open(tmp_path: Path) -> None:
+    seconds = 6.0
+    async with _demo(tmp_path, "--seconds", str(seconds)) as (demo, urls), \
+            _picture_stream(urls["kiosk"] + "/api/video/face.mjpg"), \
+            _clerk_socket(urls["desk"], "demo-clerk", urls["password"]):
+        started = time.monotonic()  # the URLs are printed just before the clock starts
+        try:
+            code = await asyncio.to_thread(demo.proc.wait, seconds + STOP_BOUND_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {STOP_BOUND_S} s past --seconds {seconds}\n"
+                        f"{demo.text()[-3000:]}")
+        output = demo.text()
+        assert code == 0, output[-3000:]
+        assert "Traceback" not in output, output[-3000:]
+        assert len(re.findall(r"demo stopped", output)) == 1, output[-3000:]
+        assert time.monotonic() - started < seconds + STOP_BOUND_S
