@@ -30,6 +30,7 @@ import click
 
 from kiosk.session import FACE_FAILED
 from tongban.output import emit
+from tongban.serving import StopSignal, run_service
 
 DEMO_CLERK = "demo-clerk"
 DEMO_CENTRE = "yongjia"
@@ -140,16 +141,19 @@ def _demo_card(folder: Path, sample: str = DEMO_CARD) -> Any:
 
 
 async def _site(app: Any, host: str, port: int) -> tuple[Any, int]:
+    """Serve ``app``; stopping it closes its WebSockets and streams instead of waiting."""
     from aiohttp import web
 
-    runner = web.AppRunner(app, access_log=None)
+    from tongban import serving
+
+    runner = serving.runner(app)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
     except OSError:  # the usual port is taken: any free one
         await runner.cleanup()
-        runner = web.AppRunner(app, access_log=None)
+        runner = serving.runner(app)
         await runner.setup()
         await web.TCPSite(runner, host, 0).start()
     return runner, int(runner.addresses[0][1])
@@ -189,7 +193,7 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
     from signaling.client import HubClient
     from signaling.hub import Hub, HubConfig
     from signaling.protocol import ClientKind
-    from tongban import logs, netns
+    from tongban import logs, netns, serving
 
     owned = folder is None
     folder = Path(tempfile.mkdtemp(prefix="tongban-demo-")) if folder is None else folder
@@ -231,7 +235,7 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
             await stop_hub()
             await asyncio.sleep(down_s)
             stack.hub = Hub(hub_config, directory=directory)
-            stack.hub_runner = web.AppRunner(stack.hub.app, access_log=None)
+            stack.hub_runner = serving.runner(stack.hub.app)
             await stack.hub_runner.setup()
             await web.TCPSite(stack.hub_runner, "127.0.0.1", hub_port).start()
 
@@ -638,7 +642,9 @@ async def _auto(test_hosts: bool, artifacts: Path | None, folder: Path | None
     return result
 
 
-async def _interactive(seconds: float | None) -> None:
+async def _interactive(seconds: float | None, signals: StopSignal) -> None:
+    """The stack until Ctrl-C, SIGTERM or ``seconds``; then everything is stopped (open
+    picture streams and clerk sockets are closed, not waited for) and the folder removed."""
     async with run_stack(test_hosts=False, ports=(8765, 8443, 8700)) as stack:
         click.echo("tongban demo: hub, desk and one kiosk on this machine; every device is "
                    "SIMULATED")
@@ -651,10 +657,8 @@ async def _interactive(seconds: float | None) -> None:
                    "arrive under the simulated document camera. At the desk: log in, accept, "
                    "decide. Ctrl-C stops.")
         click.echo(f"  logs                {stack.log_files[0]}")
-        if seconds is None:
-            await asyncio.Event().wait()
-        else:
-            await asyncio.sleep(seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(signals.stop.wait(), seconds)
 
 
 @click.command()
@@ -723,8 +727,7 @@ def demo(auto: bool, as_json: bool, test_hosts: bool, cards: bool, seconds: floa
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     if not auto:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_interactive(seconds))
+        run_service("demo", lambda signals: _interactive(seconds, signals))
         return
     if scenario != "case":
         _scenario(scenario, test_hosts, folder, as_json)

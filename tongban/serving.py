@@ -99,6 +99,8 @@ class StopSignal:
     def __init__(self) -> None:
         self.stop = asyncio.Event()
         self.received: str | None = None
+        self.received_at: float | None = None
+        """When the first one came (``time.monotonic``)."""
 
     def install(self) -> None:
         loop = asyncio.get_running_loop()
@@ -108,7 +110,7 @@ class StopSignal:
 
     def _received(self, sig: signal.Signals) -> None:
         if self.received is None:
-            self.received = sig.name
+            self.received, self.received_at = sig.name, time.monotonic()
             self.stop.set()
         else:
             log.info("service.already_stopping", signal=sig.name)
@@ -119,7 +121,6 @@ def run_service(name: str, main: Callable[[StopSignal], Awaitable[None]]) -> Non
     stops what it started. Prints one line when done: ``NAME stopped (SIGTERM) in 0.4 s``.
     A stop that takes longer than ``STOP_BOUND_S`` exits anyway with code 1."""
     signals = StopSignal()
-    stopped_at: list[float] = []
 
     async def body() -> None:
         signals.install()
@@ -128,7 +129,6 @@ def run_service(name: str, main: Callable[[StopSignal], Awaitable[None]]) -> Non
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         if not task.done():
-            stopped_at.append(time.monotonic())
             done, _ = await asyncio.wait({task}, timeout=STOP_BOUND_S)
             if not done:
                 task.cancel()
@@ -139,6 +139,6 @@ def run_service(name: str, main: Callable[[StopSignal], Awaitable[None]]) -> Non
         task.result()
 
     asyncio.run(body())
-    took = f" in {time.monotonic() - stopped_at[0]:.1f} s" if stopped_at else ""
-    why = f" ({signals.received})" if signals.received else ""
-    click.echo(f"{name} stopped{why}{took}", err=True)
+    why = "" if signals.received_at is None else \
+        f" ({signals.received}) in {time.monotonic() - signals.received_at:.1f} s"
+    click.echo(f"{name} stopped{why}", err=True)
