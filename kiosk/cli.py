@@ -61,10 +61,11 @@ async def _run(config: KioskConfig, signals: StopSignal) -> None:
     service = KioskService(config, load_catalogue(config.kiosk.catalogue),
                            load_private_key(config.kiosk.key_file), devices)
     try:
-        await service.start()
-        click.echo(f"kiosk {config.kiosk.kiosk_id}: touch screen at {service.screen_url}",
-                   err=True)
-        await signals.stop.wait()
+        # the start waits up to 10 s for a hub that does not answer: a stop need not
+        if await signals.unless_stopped(service.start()):
+            click.echo(f"kiosk {config.kiosk.kiosk_id}: touch screen at "
+                       f"{service.screen_url}", err=True)
+            await signals.stop.wait()
     finally:
         await service.stop()
 

@@ -108,6 +108,26 @@ class StopSignal:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, self._received, sig)
 
+    async def unless_stopped(self, step: Awaitable[object]) -> bool:
+        """Run ``step`` (a service's start, which may wait on a network) unless a stop signal
+        comes first: then it is cancelled and this says False."""
+        task = asyncio.ensure_future(step)
+        waiter = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            waiter.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return False
+        task.result()
+        return True
+
     def _received(self, sig: signal.Signals) -> None:
         if self.received is None:
             self.received, self.received_at = sig.name, time.monotonic()

@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -313,3 +314,131 @@ async def test_demo_seconds_ends_on_time_with_a_picture_stream_open(tmp_path: Pa
         assert "Traceback" not in output, output[-3000:]
         assert len(re.findall(r"demo stopped", output)) == 1, output[-3000:]
         assert time.monotonic() - started < seconds + STOP_BOUND_S
+
+
+async def _to_the_queue(kiosk: str) -> None:
+    """A citizen at the demo's kiosk, over its touch screen's HTTP API: destination, matter,
+    the SIMULATED card, the face (the simulated face follows the prompts), every material."""
+    async with aiohttp.ClientSession() as http:
+
+        async def screen() -> dict[str, object]:
+            async with http.get(kiosk + "/api/screen") as r:
+                body: dict[str, object] = await r.json()
+                return body
+
+        async def press(event: str, **data: str) -> dict[str, object]:
+            async with http.post(kiosk + "/api/event",
+                                 json={"event": event, "data": data}) as r:
+                body: dict[str, object] = await r.json()
+                assert r.status == 200, body
+                return body
+
+        async def until(*states: str, timeout: float) -> dict[str, object]:
+            deadline = time.monotonic() + timeout
+            while True:
+                now = await screen()
+                if now["state"] in states:
+                    return now
+                if now.get("still_there"):
+                    await press("still_here")
+                assert time.monotonic() < deadline, now
+                await asyncio.sleep(0.3)
+
+        await press("touch")
+        await press("choose_centre", centre="yongjia")
+        await press("choose_matter", matter="gjj-jczm")
+        await until("read_card", timeout=10)
+        async with http.post(kiosk + "/api/sim/card") as r:
+            assert r.status == 200
+        now = await until("capture", timeout=90)
+        while now["state"] == "capture":
+            step = now["step"]
+            deadline = time.monotonic() + 90
+            while not now.get("captured") and now.get("step") == step:
+                assert time.monotonic() < deadline, now
+                await asyncio.sleep(0.3)
+                now = await screen()
+            now = await press("done")
+        await until("waiting", "offered", "in_call", timeout=30)
+
+
+def _silent_clerk(url: str, username: str, password: str) -> Any:
+    """The headless clerk that accepts the citizen and never answers the kiosk's offer."""
+    from remote_desk.headless import HeadlessClerk
+
+    class SilentClerk(HeadlessClerk):
+        def __init__(self) -> None:
+            super().__init__(url, username, password)
+            self.offer_seen = asyncio.Event()
+
+        async def _answer(self, sdp: str) -> None:
+            del sdp
+            self.offer_seen.set()  # and never an answer
+
+    return SilentClerk()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_demo_stops_quickly_during_a_call_that_never_connects(tmp_path: Path) -> None:
+    """The clerk accepts and never answers the kiosk's offer: the call never connects (the
+    kiosk keeps retrying it), the case package is on its way to the desk, a picture stream
+    and the clerk's socket are open; SIGTERM still ends it all at once."""
+    async with _demo(tmp_path) as (demo, urls):
+        clerk = _silent_clerk(urls["desk"], "demo-clerk", urls["password"])
+        await clerk.start()
+        try:
+            async with _picture_stream(urls["kiosk"] + "/api/video/face.mjpg"):
+                await _to_the_queue(urls["kiosk"])
+                await asyncio.wait_for(clerk.offer_seen.wait(), 60)
+                await _stopped_cleanly(demo, signal.SIGTERM, r"demo stopped")
+        finally:
+            await clerk.close()
+
+
+@contextlib.asynccontextmanager
+async def _silent_server() -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A "hub" that accepts connections and never says a word (a hub process hung, or a
+    firewall that swallows the reply): a client's connect waits for its timeout."""
+    dialled = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        del reader
+        held.append(writer)
+        dialled.set()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", dialled
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.timeout(120)
+async def test_kiosk_stops_quickly_while_its_hub_does_not_answer(tmp_path: Path) -> None:
+    """The kiosk's start waits up to 10 s for the hub's answer; SIGTERM does not wait."""
+    from devices.idcard.simulator import VirtualReader
+
+    credentials = tmp_path / "hub-credentials.json"
+    key = _credential(credentials, "shutdown-kiosk", "kiosk", tmp_path / "kiosk.key",
+                      site="shengze")
+    async with _silent_server() as (hub_url, dialled):
+        with VirtualReader(reread="stays") as sim:
+            config = tmp_path / "kiosk.toml"
+            config.write_text(
+                f'[kiosk]\nkiosk_id = "shutdown-kiosk"\nkey_file = "{key}"\n'
+                f'hub_url = "{hub_url}"\ndesk_url = "http://127.0.0.1:{_free_port()}"\n'
+                f'screen_port = {_free_port()}\nspool_dir = "{tmp_path / "spool"}"\n'
+                f'work_dir = "{tmp_path / "work"}"\nsimulated = true\n'
+                f'[idcard]\nport = "{sim.path}"\n'
+                f'[idcard.photo_decoder]\nkind = "simulated"\n'
+                f'[scanner.camera]\nsource = "sim"\n[face.camera]\nsource = "sim"\n')
+            with _service(["-v", "kiosk", "run", "--config", str(config)],
+                          tmp_path / "kiosk.out") as kiosk:
+                await asyncio.wait_for(dialled.wait(), 60)  # the kiosk is waiting on it now
+                await _stopped_cleanly(kiosk, signal.SIGTERM, r"kiosk stopped")
