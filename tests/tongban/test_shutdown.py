@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_BOUND_S = 5.0
@@ -442,3 +443,56 @@ async def test_kiosk_stops_quickly_while_its_hub_does_not_answer(tmp_path: Path)
                           tmp_path / "kiosk.out") as kiosk:
                 await asyncio.wait_for(dialled.wait(), 60)  # the kiosk is waiting on it now
                 await _stopped_cleanly(kiosk, signal.SIGTERM, r"kiosk stopped")
+
+
+@pytest.mark.timeout(180)
+async def test_desk_stops_cleanly_after_its_hub_went_away(tmp_path: Path) -> None:
+    """The hub stops first (the desk keeps redialling it); then the desk, with a clerk's
+    WebSocket still open, stops as cleanly: signing the clerk out at a hub that is not there
+    is no error."""
+    async with _hub(tmp_path) as hub, _desk(tmp_path, hub) as (desk, url), \
+            _clerk_socket(url, "wang", "a long enough secret"):
+        await _stopped_cleanly(hub.service, signal.SIGTERM, r"hub stopped")
+        await asyncio.sleep(1.0)  # the desk has noticed
+        await _stopped_cleanly(desk, signal.SIGTERM, r"desk stopped")
+
+
+class _HubAway:
+    """The desk's hub connection with the hub away (sends fail as python-socketio's do), then
+    back: records what reaches the hub."""
+
+    def __init__(self) -> None:
+        self.away = True
+        self.sent: list[tuple[str, object]] = []
+        self.listener: object = None
+
+    async def send(self, event: str, message: object) -> None:
+        import socketio
+
+        if self.away:
+            raise socketio.exceptions.BadNamespaceError("/ is not a connected namespace.")
+        self.sent.append((event, message))
+
+
+async def test_a_clerk_signed_out_while_the_hub_was_away_is_signed_out_when_it_is_back(
+        ) -> None:
+    from remote_desk.hublink import ClerkLink, HubLink
+    from signaling import protocol as p
+
+    hub = _HubAway()
+    link = HubLink(hub, ["yongjia"])  # type: ignore[arg-type]
+    welcome = p.Welcome(client_id="desk-1", kind=p.ClientKind.DESK,
+                        resume_token="resume-token-1", resumed=True)
+    await link.from_hub("hub.welcome", welcome)  # the first connection
+    wang = ClerkLink("wang", ["yongjia"], web.WebSocketResponse())
+    li = ClerkLink("li", ["yongjia"], web.WebSocketResponse())
+    link.attach(wang)
+    link.attach(li)
+    await link.detach(wang)  # no error: owed
+    await link.detach(li)
+    link.attach(ClerkLink("li", ["yongjia"], web.WebSocketResponse()))  # li came back
+    hub.away = False
+    await link.from_hub("hub.welcome", welcome)  # the desk is back and resumed
+    offline = [m for e, m in hub.sent if e == "clerk.presence"]
+    assert [(m.clerk_id, m.centre, m.available) for m in offline  # type: ignore[attr-defined]
+            ] == [("wang", "yongjia", False)]
