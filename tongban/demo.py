@@ -30,7 +30,7 @@ import click
 
 from kiosk.session import FACE_FAILED
 from tongban.output import emit
-from tongban.serving import StopSignal, run_service
+from tongban.serving import StopSignal, run_interruptible, run_service
 
 DEMO_CLERK = "demo-clerk"
 DEMO_CENTRE = "yongjia"
@@ -732,7 +732,7 @@ def demo(auto: bool, as_json: bool, test_hosts: bool, cards: bool, seconds: floa
     if scenario != "case":
         _scenario(scenario, test_hosts, folder, as_json)
         return
-    result = asyncio.run(_auto(test_hosts, artifacts, folder))
+    result = run_interruptible("demo", _auto(test_hosts, artifacts, folder))
     if as_json:
         emit(result, as_json=True)
     else:
@@ -751,7 +751,8 @@ def _scenario(name: str, test_hosts: bool, folder: Path | None, as_json: bool) -
 
     if test_hosts and (reason := netns.available()) is not None:
         raise DemoError(f"--test-hosts: {reason}")
-    result = asyncio.run(play_all_databases(name, test_hosts=test_hosts, folder=folder))
+    result = run_interruptible("demo", play_all_databases(name, test_hosts=test_hosts,
+                                                          folder=folder))
     if as_json:
         emit(result, as_json=True)
     else:

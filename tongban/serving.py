@@ -9,7 +9,8 @@ import contextlib
 import signal
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import click
 import structlog
@@ -27,6 +28,7 @@ STREAM_GRACE_S = 0.5
 STOP_BOUND_S = 10.0
 """A service whose stop takes longer than this exits anyway, saying so (exit code 1)."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+T = TypeVar("T")
 
 
 class LongLived:
@@ -162,3 +164,38 @@ def run_service(name: str, main: Callable[[StopSignal], Awaitable[None]]) -> Non
     why = "" if signals.received_at is None else \
         f" ({signals.received}) in {time.monotonic() - signals.received_at:.1f} s"
     click.echo(f"{name} stopped{why}", err=True)
+
+
+class Interrupted(Exception):
+    """A one-shot command was stopped by SIGINT or SIGTERM (its clean-up has run)."""
+
+    exit_code = 130
+
+
+def run_interruptible(name: str, main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` for a one-shot command (a whole case, a scenario): SIGINT or SIGTERM
+    cancel it, so that its clean-up runs (servers, browser, temporary folder) before it ends
+    with one line and exit code 130, never a traceback; SIGTERM no longer kills it outright."""
+    received: list[str] = []
+
+    async def body() -> T:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        def cancel(sig: signal.Signals) -> None:
+            if not received and task is not None:
+                received.append(sig.name)
+                task.cancel()
+
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, cancel, sig)
+        return await main
+
+    try:
+        return asyncio.run(body())
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        raise Interrupted(f"{name} interrupted ({received[0]}): stopped and cleaned up, "
+                          "nothing finished") from None

@@ -496,3 +496,25 @@ async def test_a_clerk_signed_out_while_the_hub_was_away_is_signed_out_when_it_i
     offline = [m for e, m in hub.sent if e == "clerk.presence"]
     assert [(m.clerk_id, m.centre, m.available) for m in offline  # type: ignore[attr-defined]
             ] == [("wang", "yongjia", False)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_a_scenario_stopped_midway_cleans_up_and_says_so(tmp_path: Path) -> None:
+    """``demo --auto --scenario``, a one-shot run: SIGTERM midway stops its hub, desk and
+    kiosks, and it ends with one line and exit code 130 (nothing finished), not killed."""
+    folder = tmp_path / "state"
+    with _service(["demo", "--auto", "--scenario", "busy", "--folder", str(folder)],
+                  tmp_path / "demo.out") as demo:
+        deadline = time.monotonic() + 90
+        while not any(folder.rglob("kiosk-spool*")):  # the kiosks are up
+            assert demo.proc.poll() is None, demo.text()[-3000:]
+            assert time.monotonic() < deadline, demo.text()[-3000:]
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2.0)  # the citizens are on their way
+        elapsed, code = await asyncio.to_thread(demo.stop, signal.SIGTERM)
+        output = demo.text()
+        assert code == 130, f"exit code {code}\n{output[-3000:]}"
+        assert "Traceback" not in output, output[-3000:]
+        assert len(re.findall(r"demo interrupted \(SIGTERM\)", output)) == 1, output[-3000:]
+        assert elapsed < STOP_BOUND_S
