@@ -173,6 +173,8 @@ class KioskService:
         for task in list(self._background):
             with contextlib.suppress(BaseException):
                 await task
+        if undelivered := self.spool.pending():  # a delivery cut short by the stop
+            log.warning("kiosk.stopped_with_undelivered_packages", packages=len(undelivered))
         if self.hub is not None:
             with contextlib.suppress(Exception):
                 await self.hub.close()
