@@ -107,6 +107,7 @@ async def _stopped_cleanly(service: Service, sig: signal.Signals, stopped_line: 
     assert "InvalidStateError" not in output, output[-3000:]
     assert len(re.findall(stopped_line, output)) == 1, output[-3000:]
     assert elapsed < STOP_BOUND_S
+    print(f"{stopped_line.split(maxsplit=1)[0]}: gone {elapsed:.2f} s after {sig.name}")
 
 
 # -- the hub --------------------------------------------------------------------------------------
