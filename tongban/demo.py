@@ -159,6 +159,18 @@ async def _site(app: Any, host: str, port: int) -> tuple[Any, int]:
     return runner, int(runner.addresses[0][1])
 
 
+def _port_free(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` can be listened on now."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 KIOSK_CARDS = (DEMO_CARD, "resident", "hk-macao-taiwan")
 """The fictional sample card each kiosk's citizen carries (all with the astronaut's face)."""
 
@@ -316,6 +328,8 @@ async def _start_kiosk(stack: Stack, exits: contextlib.AsyncExitStack, n: int, k
 
     folder = stack.folder
     suffix = "" if n == 0 else f"-{n + 1}"
+    if port and not _port_free(port):  # the usual port is taken (another demo): any free one
+        port = 0
     sim = exits.enter_context(VirtualReader(reread="stays"))
     card = _demo_card(folder, KIOSK_CARDS[n % len(KIOSK_CARDS)])
     reader = IdCardReader(ReaderConfig(port=sim.path, poll_interval=0.3,
@@ -340,7 +354,11 @@ async def _start_kiosk(stack: Stack, exits: contextlib.AsyncExitStack, n: int, k
         return web.json_response({"inserted": "SIMULATED sample card"})
 
     kiosk.screen.app.router.add_post("/api/sim/card", insert_card)
-    await kiosk.start()
+    try:
+        await kiosk.start()
+    except BaseException:  # its cameras and hub connection are already going: stop them
+        await kiosk.stop()
+        raise
     exits.push_async_callback(kiosk.stop)
     return KioskHandle(kiosk, sim, card, str(kiosk.screen_url).rstrip("/"))
 

@@ -586,3 +586,26 @@ async def test_kiosk_stops_quickly_with_a_delivery_in_flight_and_a_call_unconnec
                 assert str(card.fields["name"]).encode() not in body
         finally:
             await clerk.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_demo_runs_and_stops_when_its_usual_ports_are_taken(tmp_path: Path) -> None:
+    """Another demo (or anything) on 8765, 8443 and 8700: this one takes free ports for its
+    hub, desk and kiosk screen instead of failing, and still stops cleanly."""
+    held: list[socket.socket] = []
+    try:
+        for port in (8765, 8443, 8700):
+            s = socket.socket()
+            with contextlib.suppress(OSError):  # already taken by someone else: as good
+                s.bind(("127.0.0.1", port))
+                s.listen()
+            held.append(s)
+        async with _demo(tmp_path) as (demo, urls):
+            for label in ("kiosk", "desk", "hub"):
+                assert not re.search(r":(8765|8443|8700)\b", urls[label]), urls
+            await _until_up(demo, urls["kiosk"] + "/api/screen")
+            await _stopped_cleanly(demo, signal.SIGTERM, r"demo stopped")
+    finally:
+        for s in held:
+            s.close()
