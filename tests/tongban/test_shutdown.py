@@ -25,6 +25,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from kiosk.session import FACE_FAILED
+
 ROOT = Path(__file__).resolve().parents[2]
 STOP_BOUND_S = 5.0
 """How soon after the signal a service must be gone (generous for a loaded CI machine)."""
@@ -380,7 +382,17 @@ async def _to_the_queue(kiosk: str, insert_card: Callable[[], Awaitable[None]] |
                 assert r.status == 200
         else:
             await insert_card()
-        now = await until("capture", timeout=90)
+        deadline, retakes = time.monotonic() + 120, 0
+        now = await screen()
+        while now["state"] != "capture":
+            if now.get("hint") == FACE_FAILED and retakes < 3:
+                retakes += 1  # a busy machine missed a liveness turn: the citizen tries again
+                await press("retake")
+            if now.get("still_there"):
+                await press("still_here")
+            assert time.monotonic() < deadline, now
+            await asyncio.sleep(0.3)
+            now = await screen()
         while now["state"] == "capture":
             step = now["step"]
             deadline = time.monotonic() + 90
@@ -593,19 +605,21 @@ async def test_kiosk_stops_quickly_with_a_delivery_in_flight_and_a_call_unconnec
 async def test_demo_runs_and_stops_when_its_usual_ports_are_taken(tmp_path: Path) -> None:
     """Another demo (or anything) on 8765, 8443 and 8700: this one takes free ports for its
     hub, desk and kiosk screen instead of failing, and still stops cleanly."""
-    held: list[socket.socket] = []
+    held: dict[int, socket.socket] = {}
     try:
         for port in (8765, 8443, 8700):
             s = socket.socket()
-            with contextlib.suppress(OSError):  # already taken by someone else: as good
+            try:
                 s.bind(("127.0.0.1", port))
                 s.listen()
-            held.append(s)
+                held[port] = s
+            except OSError:  # another engineer's demo has it now (and may let it go)
+                s.close()
         async with _demo(tmp_path) as (demo, urls):
             for label in ("kiosk", "desk", "hub"):
-                assert not re.search(r":(8765|8443|8700)\b", urls[label]), urls
+                assert not any(f":{port}/" in urls[label] + "/" for port in held), urls
             await _until_up(demo, urls["kiosk"] + "/api/screen")
             await _stopped_cleanly(demo, signal.SIGTERM, r"demo stopped")
     finally:
-        for s in held:
+        for s in held.values():
             s.close()
