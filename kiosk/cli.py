@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +10,7 @@ import click
 from kiosk.config import KioskConfig, load_kiosk_config
 from tongban.errors import ConfigError
 from tongban.output import emit
+from tongban.serving import StopSignal, run_service
 
 
 @click.group()
@@ -50,7 +48,7 @@ def _check(config: KioskConfig) -> None:
         raise ConfigError(f"config error: kiosk.key_file {k.key_file} does not exist")
 
 
-async def _run(config: KioskConfig) -> None:
+async def _run(config: KioskConfig, signals: StopSignal) -> None:
     from devices.facecam import FaceCamera
     from devices.idcard.reader import IdCardReader
     from devices.scanner.camera import DocumentCamera
@@ -62,15 +60,12 @@ async def _run(config: KioskConfig) -> None:
                       DocumentCamera(config.scanner.camera))
     service = KioskService(config, load_catalogue(config.kiosk.catalogue),
                            load_private_key(config.kiosk.key_file), devices)
-    await service.start()
-    click.echo(f"kiosk {config.kiosk.kiosk_id}: touch screen at {service.screen_url}", err=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        # the start waits up to 10 s for a hub that does not answer: a stop need not
+        if await signals.unless_stopped(service.start()):
+            click.echo(f"kiosk {config.kiosk.kiosk_id}: touch screen at "
+                       f"{service.screen_url}", err=True)
+            await signals.stop.wait()
     finally:
         await service.stop()
 
@@ -97,4 +92,4 @@ def run(config_path: Path, check: bool, as_json: bool) -> None:
             for key, value in summary.items():
                 click.echo(f"{key:<16} {value}")
         return
-    asyncio.run(_run(config))
+    run_service("kiosk", lambda signals: _run(config, signals))

@@ -53,6 +53,7 @@ from kiosk.spool import DeliveryRefused, Spool, deliver
 from kiosk.web import TouchScreen
 from signaling import protocol as p
 from signaling.client import Disconnected, HubClient
+from tongban import serving
 
 log = structlog.get_logger("kiosk.service")
 
@@ -156,7 +157,7 @@ class KioskService:
                 log.warning("kiosk.hub_unreachable_at_start", error=type(exc).__name__)
                 self.hub.redial()
         if serve_screen:
-            self._runner = web.AppRunner(self.screen.app, access_log=None)
+            self._runner = serving.runner(self.screen.app)  # never waits on picture streams
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.kconf.screen_host, self.kconf.screen_port)
             await site.start()
@@ -172,6 +173,8 @@ class KioskService:
         for task in list(self._background):
             with contextlib.suppress(BaseException):
                 await task
+        if undelivered := self.spool.pending():  # a delivery cut short by the stop
+            log.warning("kiosk.stopped_with_undelivered_packages", packages=len(undelivered))
         if self.hub is not None:
             with contextlib.suppress(Exception):
                 await self.hub.close()

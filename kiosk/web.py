@@ -4,6 +4,7 @@ session's current screen and sending the citizen's touches back as events."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
@@ -16,6 +17,7 @@ from aiohttp import web
 from kiosk import words
 from kiosk.events import EventError, from_screen
 from kiosk.session import PROMPTS, STILL_THERE, Action, Session, TransitionError
+from tongban.serving import close_long_lived
 
 STATIC = Path(__file__).parent / "static"
 
@@ -59,6 +61,8 @@ class TouchScreen:
         self.app.router.add_get("/api/video/{name}.mjpg", self.video)
         self.app.router.add_get("/api/receipt.svg", self.receipt_qr)
         self.app.router.add_static("/static", STATIC, show_index=False)
+        self.long_lived = close_long_lived(self.app)
+        """Ends the picture streams when the screen's server stops (they never end else)."""
 
     async def index(self, request: web.Request) -> web.FileResponse:
         del request
@@ -69,7 +73,8 @@ class TouchScreen:
                 "videos": sorted(n for n, f in self.videos.items() if f() is not None)}
 
     async def video(self, request: web.Request) -> web.StreamResponse:
-        """An MJPEG stream of one live picture (while the page shows it)."""
+        """An MJPEG stream of one live picture (while the page shows it, or until the screen's
+        server stops: then the stream is ended properly, never left for aiohttp to wait on)."""
         source = self.videos.get(request.match_info["name"])
         if source is None:
             raise web.HTTPNotFound()
@@ -80,9 +85,10 @@ class TouchScreen:
         await response.prepare(request)
         last: bytes | None = None
         repeated = True
+        stopping = self.long_lived.stopping
         try:
             await response.write(f"--{boundary}\r\n".encode())
-            while True:
+            while not stopping.is_set():
                 jpeg = source()
                 fresh = jpeg is not None and jpeg is not last
                 if fresh or (not repeated and last is not None):
@@ -94,8 +100,10 @@ class TouchScreen:
                     await response.write(
                         f"Content-Type: image/jpeg\r\nContent-Length: {len(last)}\r\n\r\n"
                         .encode() + last + f"\r\n--{boundary}\r\n".encode())
-                await asyncio.sleep(0.1 if fresh or repeated else 0.3)
-        except (ConnectionResetError, asyncio.CancelledError):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), 0.1 if fresh or repeated else 0.3)
+            await response.write_eof()
+        except ConnectionResetError:  # the page went away
             pass
         return response
 

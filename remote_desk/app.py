@@ -40,6 +40,7 @@ from remote_desk.transitions import CaseState
 from remote_desk.users import Role, authenticate
 from signaling.auth import CredentialStore
 from signaling.protocol import MAX_EVENT_BYTES
+from tongban.serving import close_long_lived
 
 log = structlog.get_logger("remote_desk")
 COOKIE = "tb_session"
@@ -114,6 +115,7 @@ class DeskApp:
         self._hub: HubLink | None = None
         self._anchoring: asyncio.Task[None] | None = None
         self.app.on_startup.append(self._start_anchoring)
+        close_long_lived(self.app)  # stopping closes the clerks' WebSockets, never waits
         self.app.on_cleanup.append(self._close)
 
     @property

@@ -225,6 +225,8 @@ def serve(config_path: Path | None) -> None:
     from aiohttp import web
 
     from remote_desk.app import DeskApp
+    from tongban import serving
+    from tongban.serving import StopSignal
 
     config = _config(config_path)
     app = DeskApp(config)
@@ -253,5 +255,15 @@ def serve(config_path: Path | None) -> None:
     scheme = "https" if ssl_context else "http"
     click.echo(f"tongban desk on {scheme}://{config.host}:{config.port} "
                f"(centres: {', '.join(config.centres) or 'none'})", err=True)
-    web.run_app(app.app, host=config.host, port=config.port, print=None, access_log=None,
-                ssl_context=ssl_context)
+
+    async def run(signals: StopSignal) -> None:
+        runner = serving.runner(app.app)  # closes the clerks' WebSockets when stopping
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, config.host, config.port,
+                              ssl_context=ssl_context).start()
+            await signals.stop.wait()
+        finally:
+            await runner.cleanup()
+
+    serving.run_service("desk", run)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import socketio
 import structlog
 from aiohttp import web
 from pydantic import ValidationError
@@ -63,6 +64,9 @@ class HubLink:
         call ends and the citizen goes back to the front of the queue."""
         self._pump: asyncio.Task[None] | None = None
         self._orphans: dict[str, asyncio.Task[None]] = {}
+        self._owed_offline: dict[str, list[p.ClerkPresence]] = {}
+        """Sign-outs of clerks whose browser closed while the hub was away: sent when the desk
+        is back at the hub, unless the clerk came back first."""
         self.presence: dict[tuple[str, str], p.ClerkPresence] = {}
         """Each clerk's last word on availability per centre (told again to a new hub)."""
         self._welcomes = 0
@@ -92,6 +96,11 @@ class HubLink:
             return  # start() watches the queues
         for centre in self.centres:
             await self.client.send("queue.watch", p.QueueWatch(centre=centre))
+        owed, self._owed_offline = self._owed_offline, {}
+        for clerk_id, offline in owed.items():
+            if clerk_id not in self.clerks:
+                for message in offline:
+                    await self.client.send("clerk.presence", message)
         if not welcome.resumed:
             for (clerk_id, _), message in list(self.presence.items()):
                 if clerk_id in self.clerks:
@@ -222,15 +231,21 @@ class HubLink:
         orphan = self._orphans.pop(link.clerk_id, None)
         if orphan is not None:
             orphan.cancel()
+        self._owed_offline.pop(link.clerk_id, None)
 
     async def detach(self, link: ClerkLink) -> None:
         if self.clerks.get(link.clerk_id) is link:
             del self.clerks[link.clerk_id]
             for key in [k for k in self.presence if k[0] == link.clerk_id]:
                 del self.presence[key]
-            for centre in link.centres:  # a closed browser is not available for new tickets
-                await self.client.send("clerk.presence", p.ClerkPresence(
-                    clerk_id=link.clerk_id, centre=centre, matters=[], available=False))
+            offline = [p.ClerkPresence(clerk_id=link.clerk_id, centre=centre, matters=[],
+                                       available=False) for centre in link.centres]
+            try:  # a closed browser is not available for new tickets
+                for message in offline:
+                    await self.client.send("clerk.presence", message)
+            except socketio.exceptions.SocketIOError:  # the hub is away (or the desk stopping)
+                self._owed_offline[link.clerk_id] = offline
+                log.info("desk.sign_out_owed", clerk=link.clerk_id)
             calls = {c for c, owner in self.call_owner.items() if owner == link.clerk_id}
             if calls:
                 self._orphans[link.clerk_id] = asyncio.ensure_future(

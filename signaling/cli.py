@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from signaling.hub import HubConfig, serve
 from signaling.protocol import ClientKind
 from tongban.config import load_config
 from tongban.output import emit
+from tongban.serving import run_service
 
 
 class HubSettings(BaseModel):
@@ -61,8 +60,7 @@ def serve_cmd(config_path: Path | None, redis: str | None, host: str | None,
     config = config.model_copy(update=updates)
     click.echo(f"tongban hub on http://{config.host}:{config.port} "
                f"({'redis' if config.redis else 'memory'} state)", err=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config))
+    run_service("hub", lambda signals: serve(config, signals.stop))
 
 
 @signaling.group()

@@ -51,9 +51,11 @@ class HubClient:
         self.reconnection = reconnection
         self._closing = False
         self._redial: asyncio.Task[None] | None = None
+        # handle_sigint off: python-socketio's own SIGINT handler would disconnect every
+        # client and cancel every task of the process, before the service can stop in order
         self.sio = socketio.AsyncClient(reconnection=reconnection, reconnection_delay=0.2,
                                         reconnection_delay_max=1.0, logger=False,
-                                        engineio_logger=False)
+                                        engineio_logger=False, handle_sigint=False)
         self._queues: dict[str, asyncio.Queue[p.Message]] = {}
         self.last: dict[str, p.Message] = {}
         """The latest message of each event received."""

@@ -1149,16 +1149,20 @@ class Hub:
         await self._queue_changed(ticket.centre)
 
 
-async def serve(config: HubConfig) -> None:
-    """Run a hub until cancelled."""
+async def serve(config: HubConfig, stop: asyncio.Event | None = None) -> None:
+    """Run a hub until ``stop`` is set (or until cancelled). Stopping closes every client's
+    WebSocket at once (a transport drop to the clients, which redial and resume by token), so
+    that it never waits on them."""
+    from tongban.serving import runner as make_runner
+
     hub = Hub(config)
-    runner = web.AppRunner(hub.app, access_log=None)
+    runner = make_runner(hub.app)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
-    log.info("hub.listening", host=config.host, port=config.port,
-             store="redis" if config.redis else "memory")
     try:
-        await asyncio.Event().wait()
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        log.info("hub.listening", host=config.host, port=config.port,
+                 store="redis" if config.redis else "memory")
+        await (stop or asyncio.Event()).wait()
     finally:
         await runner.cleanup()

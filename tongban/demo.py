@@ -30,6 +30,7 @@ import click
 
 from kiosk.session import FACE_FAILED
 from tongban.output import emit
+from tongban.serving import StopSignal, run_interruptible, run_service
 
 DEMO_CLERK = "demo-clerk"
 DEMO_CENTRE = "yongjia"
@@ -140,19 +141,34 @@ def _demo_card(folder: Path, sample: str = DEMO_CARD) -> Any:
 
 
 async def _site(app: Any, host: str, port: int) -> tuple[Any, int]:
+    """Serve ``app``; stopping it closes its WebSockets and streams instead of waiting."""
     from aiohttp import web
 
-    runner = web.AppRunner(app, access_log=None)
+    from tongban import serving
+
+    runner = serving.runner(app)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
     except OSError:  # the usual port is taken: any free one
         await runner.cleanup()
-        runner = web.AppRunner(app, access_log=None)
+        runner = serving.runner(app)
         await runner.setup()
         await web.TCPSite(runner, host, 0).start()
     return runner, int(runner.addresses[0][1])
+
+
+def _port_free(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` can be listened on now."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 KIOSK_CARDS = (DEMO_CARD, "resident", "hk-macao-taiwan")
@@ -189,7 +205,7 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
     from signaling.client import HubClient
     from signaling.hub import Hub, HubConfig
     from signaling.protocol import ClientKind
-    from tongban import logs, netns
+    from tongban import logs, netns, serving
 
     owned = folder is None
     folder = Path(tempfile.mkdtemp(prefix="tongban-demo-")) if folder is None else folder
@@ -231,7 +247,7 @@ async def run_stack(*, test_hosts: bool, folder: Path | None = None,
             await stop_hub()
             await asyncio.sleep(down_s)
             stack.hub = Hub(hub_config, directory=directory)
-            stack.hub_runner = web.AppRunner(stack.hub.app, access_log=None)
+            stack.hub_runner = serving.runner(stack.hub.app)
             await stack.hub_runner.setup()
             await web.TCPSite(stack.hub_runner, "127.0.0.1", hub_port).start()
 
@@ -312,6 +328,8 @@ async def _start_kiosk(stack: Stack, exits: contextlib.AsyncExitStack, n: int, k
 
     folder = stack.folder
     suffix = "" if n == 0 else f"-{n + 1}"
+    if port and not _port_free(port):  # the usual port is taken (another demo): any free one
+        port = 0
     sim = exits.enter_context(VirtualReader(reread="stays"))
     card = _demo_card(folder, KIOSK_CARDS[n % len(KIOSK_CARDS)])
     reader = IdCardReader(ReaderConfig(port=sim.path, poll_interval=0.3,
@@ -336,7 +354,11 @@ async def _start_kiosk(stack: Stack, exits: contextlib.AsyncExitStack, n: int, k
         return web.json_response({"inserted": "SIMULATED sample card"})
 
     kiosk.screen.app.router.add_post("/api/sim/card", insert_card)
-    await kiosk.start()
+    try:
+        await kiosk.start()
+    except BaseException:  # its cameras and hub connection are already going: stop them
+        await kiosk.stop()
+        raise
     exits.push_async_callback(kiosk.stop)
     return KioskHandle(kiosk, sim, card, str(kiosk.screen_url).rstrip("/"))
 
@@ -638,7 +660,9 @@ async def _auto(test_hosts: bool, artifacts: Path | None, folder: Path | None
     return result
 
 
-async def _interactive(seconds: float | None) -> None:
+async def _interactive(seconds: float | None, signals: StopSignal) -> None:
+    """The stack until Ctrl-C, SIGTERM or ``seconds``; then everything is stopped (open
+    picture streams and clerk sockets are closed, not waited for) and the folder removed."""
     async with run_stack(test_hosts=False, ports=(8765, 8443, 8700)) as stack:
         click.echo("tongban demo: hub, desk and one kiosk on this machine; every device is "
                    "SIMULATED")
@@ -651,10 +675,8 @@ async def _interactive(seconds: float | None) -> None:
                    "arrive under the simulated document camera. At the desk: log in, accept, "
                    "decide. Ctrl-C stops.")
         click.echo(f"  logs                {stack.log_files[0]}")
-        if seconds is None:
-            await asyncio.Event().wait()
-        else:
-            await asyncio.sleep(seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(signals.stop.wait(), seconds)
 
 
 @click.command()
@@ -723,13 +745,12 @@ def demo(auto: bool, as_json: bool, test_hosts: bool, cards: bool, seconds: floa
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     if not auto:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_interactive(seconds))
+        run_service("demo", lambda signals: _interactive(seconds, signals))
         return
     if scenario != "case":
         _scenario(scenario, test_hosts, folder, as_json)
         return
-    result = asyncio.run(_auto(test_hosts, artifacts, folder))
+    result = run_interruptible("demo", _auto(test_hosts, artifacts, folder))
     if as_json:
         emit(result, as_json=True)
     else:
@@ -748,7 +769,8 @@ def _scenario(name: str, test_hosts: bool, folder: Path | None, as_json: bool) -
 
     if test_hosts and (reason := netns.available()) is not None:
         raise DemoError(f"--test-hosts: {reason}")
-    result = asyncio.run(play_all_databases(name, test_hosts=test_hosts, folder=folder))
+    result = run_interruptible("demo", play_all_databases(name, test_hosts=test_hosts,
+                                                          folder=folder))
     if as_json:
         emit(result, as_json=True)
     else:
