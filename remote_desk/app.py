@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -275,13 +276,15 @@ class DeskApp:
                 session.last_seen = now  # talking to a citizen is not idle
             if now - session.last_seen > idle:
                 self._end_session(token, SessionEnd.EXPIRED)
-        ids = {s.user_id for s in self.sessions.values()}
-        if not ids:
+        checked = list(self.sessions.items())  # sessions begun during the query wait a round
+        if not checked:
             return
         async with self.db() as db:
-            users = {u.id: u for u in (await db.execute(
-                select(User).where(User.id.in_(ids)))).scalars()}
-        for token, session in list(self.sessions.items()):
+            users = {u.id: u for u in (await db.execute(select(User).where(
+                User.id.in_({s.user_id for _, s in checked})))).scalars()}
+        for token, session in checked:
+            if self.sessions.get(token) is not session:
+                continue
             why = self._account_change(session, users.get(session.user_id))
             if why is not None:
                 self._end_session(token, why)
@@ -733,7 +736,7 @@ class DeskApp:
                     files.paths[part.filename] = path
                 else:
                     await _stream_part(part, None, MAX_MANIFEST_BYTES)
-        except (ValueError, AssertionError, UnicodeDecodeError, LookupError) as exc:
+        except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
             # aiohttp's multipart reader: no boundary, a bad part header, a truncated body
             log.info("desk.package_malformed", kiosk=kiosk_id, error=type(exc).__name__)
             raise _error(400, "malformed", "the package is not well-formed multipart") \

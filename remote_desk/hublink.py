@@ -124,7 +124,7 @@ class HubLink:
         elif isinstance(message, p.TicketOffered | p.CallStart):
             link = self.clerks.get(message.clerk_id)
             offers = self._offers.setdefault(message.clerk_id, set())
-            if isinstance(message, p.TicketOffered) and link is not None:
+            if isinstance(message, p.TicketOffered):
                 offers.add(message.ticket_id)
             else:
                 offers.discard(message.ticket_id)
@@ -258,17 +258,19 @@ class HubLink:
             self._starts.pop(call_id, None)
             if link is not None:
                 link.calls.discard(call_id)
-        offers = self._offers.pop(clerk_id, set())
+        mine = [centre for centre in centres if centre in self.centres]
+        for centre in mine:  # first away, so that nothing new is offered meanwhile
+            await self._carried_out("clerk.presence", p.ClerkPresence(
+                clerk_id=clerk_id, centre=centre, matters=[], available=False))
         for call_id in calls:
             await self._carried_out("call.end", p.CallEnd(call_id=call_id, reason=reason))
-        for ticket_id in offers:
+        for ticket_id in self._offers.pop(clerk_id, set()):
             await self._carried_out("ticket.decline", p.TicketDecline(ticket_id=ticket_id,
                                                                       clerk_id=clerk_id))
-        for centre in centres:
-            if centre in self.centres:
-                await self._carried_out("clerk.presence", p.ClerkPresence(
-                    clerk_id=clerk_id, centre=centre, matters=[], available=False,
-                    signed_in=False))
+        for centre in mine:
+            await self._carried_out("clerk.presence", p.ClerkPresence(
+                clerk_id=clerk_id, centre=centre, matters=[], available=False,
+                signed_in=False))
         log.info("desk.clerk_signed_out", clerk=clerk_id, calls=len(calls))
 
     async def _carried_out(self, event: str, message: p.Message) -> None:
