@@ -15,6 +15,9 @@ limits and the cost of argon2.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -75,12 +78,23 @@ class ChecksBusy(Exception):
     """More password checks are waiting than the desk queues: try again shortly."""
 
 
+PASSWORD_THREAD_NICENESS = 10
+"""Password threads yield the CPU to the event loop (Linux nice is per thread and inherited
+by argon2's own lane threads)."""
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PASSWORD_THREAD_NICENESS)
+
+
 class PasswordChecks:
     """argon2 verifications on a few worker threads (argon2-cffi releases the GIL), never on
     the event loop; at most ``waiting`` more wait for a worker, the rest are refused at once."""
 
     def __init__(self, workers: int = 2, waiting: int = 16) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2",
+                                        initializer=_lower_priority)
         self._slots = asyncio.Semaphore(workers + waiting)
 
     @staticmethod

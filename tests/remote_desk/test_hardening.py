@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import ssl
 import threading
 import time
@@ -28,7 +29,14 @@ from remote_desk.db import upgrade
 from remote_desk.hublink import HubLink
 from remote_desk.models import AuditEntry, Case, CaseFile, User
 from remote_desk.package import Manifest, describe_file, sign
-from remote_desk.users import LoginLimiter, PasswordChecks, Role, add_user, set_disabled
+from remote_desk.users import (
+    PASSWORD_THREAD_NICENESS,
+    LoginLimiter,
+    PasswordChecks,
+    Role,
+    add_user,
+    set_disabled,
+)
 from signaling import protocol as p
 from signaling.client import HubClient
 from signaling.hub import Hub
@@ -329,7 +337,8 @@ async def test_password_checks_run_on_worker_threads_not_the_loop() -> None:
     real = PasswordChecks._verify
 
     def spy(password_hash: str, password: str) -> bool:
-        seen.append(threading.current_thread().name)
+        niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen.append(f"{threading.current_thread().name} nice {niceness}")
         return real(password_hash, password)
 
     checks._verify = spy  # type: ignore[method-assign]
@@ -337,6 +346,9 @@ async def test_password_checks_run_on_worker_threads_not_the_loop() -> None:
     checks.close()
     assert results == [False] * 4
     assert seen and all(name.startswith("argon2") for name in seen)
+    # they yield the CPU to the event loop (whose thread keeps its own priority)
+    expected = max(os.getpriority(os.PRIO_PROCESS, 0), PASSWORD_THREAD_NICENESS)
+    assert all(name.endswith(f"nice {expected}") for name in seen), seen
 
 
 def test_login_limiter_rule() -> None:
