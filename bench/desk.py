@@ -296,8 +296,23 @@ async def _decide_all(desk: DeskProcess, clerks: list[str], cases: int, duplicat
             "audit_entries": audit.get("entries"), "checks": checks}
 
 
+def _commit() -> str:
+    """The commit measured, marked when product files differ from it."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, text=True,
+                              capture_output=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, text=True, capture_output=True, timeout=10,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head} (uncommitted changes)" if dirty else head
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    result: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    result: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                              "commit": _commit(), "load_average_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="bench-desk-") as tmp:
         a, b = Path(tmp) / "a", Path(tmp) / "b"
         a.mkdir()
@@ -309,6 +324,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         except BenchFailed as exc:
             result["ok"] = False
             result["failure"] = str(exc)
+    result["load_average_end"] = os.getloadavg()[0]
     return result
 
 

@@ -734,8 +734,8 @@ class DeskApp:
                     finally:
                         await asyncio.to_thread(out.close)
                     files.paths[part.filename] = path
-                else:
-                    await _stream_part(part, None, MAX_MANIFEST_BYTES)
+                else:  # a part the package format does not have: dropped, but counted
+                    budget -= await _stream_part(part, None, min(budget, MAX_MANIFEST_BYTES))
         except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
             # aiohttp's multipart reader: no boundary, a bad part header, a truncated body
             log.info("desk.package_malformed", kiosk=kiosk_id, error=type(exc).__name__)
