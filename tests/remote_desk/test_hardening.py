@@ -256,18 +256,19 @@ def _multipart(*parts: tuple[str, bytes], boundary: str = BOUNDARY) -> bytes:
     return body + f"--{boundary}--\r\n".encode()
 
 
-def _signed_parts(key: Any, signature: bytes | None = None) -> list[tuple[str, bytes]]:
+def _signed_parts(key: Any, signature: bytes | None = None, page: bytes = JPEG
+                  ) -> list[tuple[str, bytes]]:
     from datetime import UTC, datetime
 
     manifest = Manifest(case_id="case-0042", kiosk_id="shengze-01", centre="yongjia",
                         matter="yb-ydjz-ba", created_at=datetime.now(UTC),
-                        files=[describe_file("page-1.jpg", JPEG, "image/jpeg")])
+                        files=[describe_file("page-1.jpg", page, "image/jpeg")])
     return [('Content-Disposition: form-data; name="manifest"',
              manifest.model_dump_json().encode()),
             ('Content-Disposition: form-data; name="signature"',
              signature if signature is not None else sign(manifest, key).encode()),
             ('Content-Disposition: form-data; name="file"; filename="page-1.jpg"\r\n'
-             'Content-Type: image/jpeg', JPEG)]
+             'Content-Type: image/jpeg', page)]
 
 
 MALFORMED = ["intake-no-boundary", "intake-json", "intake-no-content-type",
@@ -559,3 +560,48 @@ async def test_the_disabled_user_is_refused_at_login(desk: Desk) -> None:
         await db.commit()
     status, body, _ = await _post_login(desk.url, "clerk-yj", PASSWORD)
     assert status == 401 and body["error"] == "bad_login"
+
+
+async def test_the_intake_streams_to_a_file_under_the_data_directory(desk: Desk) -> None:
+    page = JPEG + bytes(range(256)) * 4096  # 1 MiB
+    body = _multipart(*_signed_parts(desk.kiosk_key, page=page))
+    cut = body.index(page) + len(page) // 2  # half the file has been sent
+    arrived = asyncio.Event()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield body[:cut]
+        await asyncio.wait_for(arrived.wait(), 10)
+        yield body[cut:]
+
+    async def watch() -> int:
+        incoming = desk.app.config.files_dir / INCOMING
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            parts = [f for f in incoming.rglob("*") if f.is_file()] if incoming.exists() else []
+            if parts and parts[0].stat().st_size > 0:
+                arrived.set()
+                return parts[0].stat().st_size
+            await asyncio.sleep(0.02)
+        arrived.set()
+        return 0
+
+    async with aiohttp.ClientSession() as s:
+        watcher = asyncio.create_task(watch())
+        async with s.post(f"{desk.url}/api/intake", data=slowly(), headers={
+                "X-Tongban-Kiosk": "shengze-01",
+                "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}) as r:
+            assert r.status == 201, await r.text()
+        assert 0 < await watcher < len(page)  # on disk while it was still arriving
+    incoming = desk.app.config.files_dir / INCOMING
+    assert not [f for f in incoming.rglob("*") if f.is_file()]
+
+
+async def test_password_checks_beyond_the_queue_are_refused_at_once() -> None:
+    from remote_desk.users import ChecksBusy
+
+    checks = PasswordChecks(workers=1, waiting=1)
+    results = await asyncio.gather(*(checks.verify(None, "guess") for _ in range(4)),
+                                   return_exceptions=True)
+    checks.close()
+    assert sum(isinstance(r, ChecksBusy) for r in results) == 2
+    assert results.count(False) == 2
