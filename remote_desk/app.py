@@ -36,7 +36,7 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
@@ -362,6 +362,9 @@ class DeskApp:
                 if error:
                     await ws.send_json({"event": "desk.error", "data": {"message": error,
                                                                          "for": event}})
+        except Exception as exc:  # the socket is upgraded: no HTTP 500 can follow
+            log.error("desk.socket_failed", error=type(exc).__name__)
+            await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
         finally:
             s.sockets.discard(ws)
             if s.ended is None:
