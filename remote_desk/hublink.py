@@ -81,8 +81,9 @@ class HubLink:
         """Transfers whose marks a refusal took back while it was unclear which one it was."""
         self._starts: dict[str, p.CallStart] = {}
         """The calls this desk's clerks hold, by call id (to know a transferred case)."""
-        self._offers: dict[str, set[str]] = {}
-        """clerk id -> tickets offered to them and not yet taken (handed back at sign-out)."""
+        self._offers: dict[str, str] = {}
+        """clerk id -> the ticket last offered to them and not yet taken (the hub holds one
+        offer per clerk; it is handed back at sign-out)."""
         client.listener = self.from_hub
 
     async def _rejoin(self, welcome: p.Welcome) -> None:
@@ -123,11 +124,10 @@ class HubLink:
                     await self._send(each, event, message)
         elif isinstance(message, p.TicketOffered | p.CallStart):
             link = self.clerks.get(message.clerk_id)
-            offers = self._offers.setdefault(message.clerk_id, set())
             if isinstance(message, p.TicketOffered):
-                offers.add(message.ticket_id)
-            else:
-                offers.discard(message.ticket_id)
+                self._offers[message.clerk_id] = message.ticket_id
+            elif self._offers.get(message.clerk_id) == message.ticket_id:
+                del self._offers[message.clerk_id]
             if isinstance(message, p.CallStart) and link is not None:
                 self.call_owner[message.call_id] = link.clerk_id
                 self._starts[message.call_id] = message
@@ -264,8 +264,9 @@ class HubLink:
                 clerk_id=clerk_id, centre=centre, matters=[], available=False))
         for call_id in calls:
             await self._carried_out("call.end", p.CallEnd(call_id=call_id, reason=reason))
-        for ticket_id in self._offers.pop(clerk_id, set()):
-            await self._carried_out("ticket.decline", p.TicketDecline(ticket_id=ticket_id,
+        offered = self._offers.pop(clerk_id, None)
+        if offered is not None:  # refused harmlessly if it lapsed meanwhile
+            await self._carried_out("ticket.decline", p.TicketDecline(ticket_id=offered,
                                                                       clerk_id=clerk_id))
         for centre in mine:
             await self._carried_out("clerk.presence", p.ClerkPresence(

@@ -190,6 +190,25 @@ async def test_logout_closes_the_socket_ends_the_call_and_signs_the_clerk_out(
     await clerk.session.close()
 
 
+async def test_logout_hands_an_unanswered_offer_back_and_signs_the_clerk_out(
+        world: World) -> None:
+    clerk = await _browser(world.base, "clerk-a")
+    await clerk.send("clerk.presence", {"clerk_id": "clerk-a", "centre": "c1",
+                                        "matters": ["m1"], "available": True})
+    await asyncio.sleep(0.2)
+    await world.kiosk.send("ticket.request", p.TicketRequest(centre="c1", matter="m1",
+                                                             case_id="case-0001"))
+    offered = await clerk.next("ticket.offered")
+    async with clerk.session.post(f"{world.base}/api/logout",
+                                  headers={"X-CSRF-Token": clerk.csrf}) as r:
+        assert r.status == 200
+    assert (await clerk.closed())[0] == SessionEnd.LOGGED_OUT.code
+    assert await _signed_out(world, "clerk-a")  # the hub refuses it while an offer is held
+    ticket = await world.hub.store.ticket(offered["ticket_id"])
+    assert ticket is not None and ticket.state is p.TicketState.WAITING
+    await clerk.session.close()
+
+
 async def test_a_disabled_account_loses_its_socket_and_the_call_within_seconds(
         world: World) -> None:
     clerk = await _browser(world.base, "clerk-a")
