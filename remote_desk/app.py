@@ -243,8 +243,12 @@ class DeskApp:
 
     async def _close(self, app: web.Application) -> None:
         del app
-        if self._watcher is not None:
-            self._watcher.cancel()
+        # the watcher and session ends may be inside a store call: they finish their
+        # cancellation before the engine goes (else they wait on a closed connection forever)
+        pending = [t for t in (self._watcher, *self._tasks) if t is not None]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if self.hub is not None:
             await self.hub.close()
         self.password_checks.close()
