@@ -1,27 +1,43 @@
 """The desk server's HTTP API (aiohttp): clerk login and sessions, the case intake from kiosks,
 cases and their files, decisions, and the audit trail.
 
-Sessions are server-side; the cookie is HttpOnly, SameSite=Strict and Secure behind TLS. Every
-state-changing request of a browser carries the session's CSRF token in ``X-CSRF-Token``.
-Logins are rate limited per user name and address. A clerk sees only the cases of the centres
-they belong to; every read of a case or a file and every decision is audited.
+Sessions are server-side; the cookie is HttpOnly, SameSite=Strict and Secure when the desk is
+reached over TLS (then HSTS too). Every state-changing request of a browser carries the
+session's CSRF token in ``X-CSRF-Token``. Logins are rate limited per user name at an address
+and per address (the rule: ``remote_desk.users``); passwords are checked on a small thread pool.
+A clerk sees only the cases of the centres they belong to; every read of a case or a file and
+every decision is audited.
+
+A clerk's socket (``/ws``) belongs to its session: only roles that serve citizens may open it,
+and it is closed with a ``SessionEnd`` code (4001-4004, the page says why) at logout, idle
+expiry, and within ``session_check_seconds`` of the account being disabled or its role or
+centres changed; the clerk is then signed out of the hub. Every input is checked at the door:
+bodies are limited per route (small JSON everywhere, large only for the intake, which is
+streamed to disk), and bad input is a 4xx with a JSON message; every response, errors
+included, carries the security headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import secrets
+import shutil
+import tempfile
 import time
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -35,9 +51,16 @@ from remote_desk.config import DeskConfig
 from remote_desk.db import append_audit, is_contention, make_engine, sessions
 from remote_desk.hublink import ClerkLink, HubLink
 from remote_desk.models import AuditEntry, Case, CaseFile, User
-from remote_desk.package import PackageError, verify
+from remote_desk.package import MAX_FILES, Manifest, PackageError, verify
 from remote_desk.transitions import CaseState
-from remote_desk.users import Role, authenticate
+from remote_desk.users import (
+    CITIZEN_FACING,
+    ChecksBusy,
+    LoginLimiter,
+    PasswordChecks,
+    Role,
+    authenticate,
+)
 from signaling.auth import CredentialStore
 from signaling.protocol import MAX_EVENT_BYTES
 from tongban.serving import close_long_lived
@@ -46,8 +69,31 @@ log = structlog.get_logger("remote_desk")
 COOKIE = "tb_session"
 STATIC = Path(__file__).parent / "static"
 USER_RECHECK_SECONDS = 30.0
-"""How often a session's account is re-read (a disabled account is logged out)."""
+"""How stale a session's account may be when a request arrives (the session watcher re-reads
+every ``session_check_seconds``; this catches a stalled watcher)."""
 KIOSK_HEADER = "X-Tongban-Kiosk"
+MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_SIGNATURE_BYTES = 1024
+INCOMING = "incoming"
+"""Folder under ``files_dir`` where intake bodies are streamed (removed after each request)."""
+REFUSED_BODY_DRAIN_BYTES = 1024 * 1024
+"""After a 413 for a declared length, at most this much of the body is read and dropped (so
+that the client reads the answer) before the connection is closed."""
+
+
+class SessionEnd(StrEnum):
+    """Why a session ended; its clerk socket closes with ``code`` and the value as reason."""
+
+    LOGGED_OUT = "logged_out"
+    EXPIRED = "session_expired"
+    DISABLED = "account_disabled"
+    CHANGED = "account_changed"
+
+    @property
+    def code(self) -> int:
+        """The WebSocket close code (the application range 4000-4999)."""
+        return {"logged_out": 4001, "session_expired": 4002, "account_disabled": 4003,
+                "account_changed": 4004}[self.value]
 
 
 @dataclass
@@ -59,21 +105,84 @@ class Session:
     csrf: str
     last_seen: float = field(default_factory=time.monotonic)
     checked_at: float = field(default_factory=time.monotonic)
+    sockets: set[web.WebSocketResponse] = field(default_factory=set)
+    """The clerk sockets opened under this session (closed when it ends)."""
+    ended: SessionEnd | None = None
 
 
 SESSION = web.RequestKey("session", Session)
 
 
-def _error(status: int, code: str, message: str) -> web.HTTPException:
-    cls = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden,
-           404: web.HTTPNotFound, 409: web.HTTPConflict, 413: web.HTTPRequestEntityTooLarge,
-           429: web.HTTPTooManyRequests, 503: web.HTTPServiceUnavailable}[status]
+class _IncomingFiles(Mapping[str, bytes]):
+    """The files of an intake, streamed to disk: each is read back only when it is used (from
+    a worker thread), so a package is never whole in memory."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.paths: dict[str, Path] = {}
+
+    def __getitem__(self, name: str) -> bytes:
+        return self.paths[name].read_bytes()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+async def _stream_part(part: BodyPartReader, out: IO[bytes] | None, budget: int) -> int:
+    """Copy one part to ``out`` (writes in a thread; None: dropped); at most ``budget`` bytes,
+    else 413."""
+    size = 0
+    while chunk := await part.read_chunk(256 * 1024):
+        size += len(chunk)
+        if size > budget:
+            raise _error(413, "too_large", "the package is larger than this desk accepts")
+        if out is not None:
+            await asyncio.to_thread(out.write, chunk)
+    return size
+
+
+async def _small_part(part: BodyPartReader, limit: int, what: str) -> bytes:
+    data = bytearray()
+    while chunk := await part.read_chunk(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise _error(413, "too_large", f"the {what} is larger than {limit} bytes")
+    return bytes(data)
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The request's JSON body, or a 4xx: not JSON (415), too large (413, the app's
+    ``client_max_size``), not UTF-8, malformed or nested too deeply (400)."""
+    if request.content_type != "application/json":
+        raise _error(415, "unsupported_type", "send the body as application/json")
+    raw = await request.read()
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise _error(400, "invalid", "the body is not well-formed JSON") from None
+
+
+def _error(status: int, code: str, message: str, *, retry_after: int | None = None
+           ) -> web.HTTPException:
+    """A JSON error ({error, message}; with ``retry_after`` also that field and the header)."""
+    classes: dict[int, type[web.HTTPException]] = {
+        400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden,
+        404: web.HTTPNotFound, 409: web.HTTPConflict, 413: web.HTTPRequestEntityTooLarge,
+        415: web.HTTPUnsupportedMediaType, 429: web.HTTPTooManyRequests,
+        503: web.HTTPServiceUnavailable}
+    body: dict[str, Any] = {"error": code, "message": message}
+    headers = {}
+    if retry_after is not None:
+        body["retry_after_s"] = retry_after
+        headers["Retry-After"] = str(retry_after)
+    text = json.dumps(body, ensure_ascii=False)
     if status == 413:
-        return web.HTTPRequestEntityTooLarge(max_size=0, actual_size=0, text=json.dumps(
-            {"error": code, "message": message}), content_type="application/json")
-    error: web.HTTPException = cls(text=json.dumps({"error": code, "message": message}),
-                                   content_type="application/json")
-    return error
+        return web.HTTPRequestEntityTooLarge(max_size=0, actual_size=0, text=text,
+                                             content_type="application/json", headers=headers)
+    return classes[status](text=text, content_type="application/json", headers=headers)
 
 
 class DeskApp:
@@ -92,9 +201,17 @@ class DeskApp:
         self.kiosks = CredentialStore(config.kiosk_credentials)
         self.cases = CaseService(self.db, self.blobs, config.timezone, config.centres)
         self.sessions: dict[str, Session] = {}
-        self.failures: dict[str, list[float]] = {}
-        self.app = web.Application(middlewares=[self._security, self._store_busy, self._auth],
-                                   client_max_size=config.max_upload_bytes)
+        self.limiter = LoginLimiter(config.login_attempts, config.login_address_attempts,
+                                    config.login_window_seconds)
+        self.password_checks = PasswordChecks(config.password_workers)
+        self.incoming = config.files_dir / INCOMING
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self.app = web.Application(middlewares=[self._errors, self._body_limit,
+                                                self._store_busy, self._auth],
+                                   client_max_size=config.max_json_bytes)
+        self.app.on_response_prepare.append(self._security_headers)
+        self.app.on_startup.append(self._start_watcher)
         r = self.app.router
         r.add_post("/api/login", self.login)
         r.add_post("/api/logout", self.logout)
@@ -134,12 +251,19 @@ class DeskApp:
 
     async def _close(self, app: web.Application) -> None:
         del app
+        # the watcher and session ends may be inside a store call: they finish their
+        # cancellation before the engine goes (else they wait on a closed connection forever)
+        pending = [t for t in (self._watcher, *self._tasks) if t is not None]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if self.hub is not None:
             await self.hub.close()
         if self._anchoring is not None:
             self._anchoring.cancel()
             await asyncio.gather(self._anchoring, return_exceptions=True)
         await self.anchor_audit()  # the last entries of this run
+        self.password_checks.close()
         await self.engine.dispose()
 
     # -- the audit chain's anchors ----------------------------------------------------------
@@ -162,45 +286,196 @@ class DeskApp:
             log.error("desk.audit_anchor_failed", error=type(exc).__name__)
             return None
 
+    # -- sessions and their sockets ---------------------------------------------------------
+
+    async def _start_watcher(self, app: web.Application) -> None:
+        del app
+        await asyncio.to_thread(shutil.rmtree, self.incoming, True)  # a crash's leftovers
+        self._watcher = asyncio.create_task(self._watch_sessions())
+
+    async def _watch_sessions(self) -> None:
+        """Every ``session_check_seconds``: end idle sessions and those whose account was
+        disabled, removed, or given another role or centres (closing their sockets)."""
+        while True:
+            await asyncio.sleep(self.config.session_check_seconds)
+            try:
+                await self._check_sessions()
+            except Exception as exc:  # the watcher must outlive a failing store
+                log.warning("desk.session_check_failed", error=type(exc).__name__)
+
+    async def _check_sessions(self) -> None:
+        self.limiter.prune()
+        now = time.monotonic()
+        idle = self.config.session_idle_minutes * 60
+        for token, session in list(self.sessions.items()):
+            if self.hub is not None and session.sockets and self.hub.in_call(session.username):
+                session.last_seen = now  # talking to a citizen is not idle
+            if now - session.last_seen > idle:
+                self._end_session(token, SessionEnd.EXPIRED)
+        checked = list(self.sessions.items())  # sessions begun during the query wait a round
+        if not checked:
+            return
+        async with self.db() as db:
+            users = {u.id: u for u in (await db.execute(select(User).where(
+                User.id.in_({s.user_id for _, s in checked})))).scalars()}
+        for token, session in checked:
+            if self.sessions.get(token) is not session:
+                continue
+            why = self._account_change(session, users.get(session.user_id))
+            if why is not None:
+                self._end_session(token, why)
+            else:
+                session.checked_at = now
+
+    @staticmethod
+    def _account_change(session: Session, user: User | None) -> SessionEnd | None:
+        if user is None or user.disabled:
+            return SessionEnd.DISABLED
+        if user.role != session.role.value or sorted(user.centres) != sorted(session.centres):
+            return SessionEnd.CHANGED
+        return None
+
+    def _end_session(self, token: str, why: SessionEnd) -> None:
+        """End a session now: no request or socket frame is accepted under it from here;
+        its sockets close and (unless another session of the clerk still has one) the clerk
+        is signed out of the hub, in the background."""
+        session = self.sessions.pop(token, None)
+        if session is None or session.ended is not None:
+            return
+        session.ended = why
+        if self.hub is not None:
+            self.hub.release(session.username, session.sockets)
+        log.info("desk.session_ended", user=session.username, why=why.value,
+                 sockets=len(session.sockets))
+        task = asyncio.create_task(self._finish_session(session, why))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finish_session(self, session: Session, why: SessionEnd) -> None:
+        sockets = list(session.sockets)
+        others = any(s.username == session.username and s.sockets
+                     for s in self.sessions.values())
+        steps: list[Coroutine[Any, Any, object]] = [
+            ws.close(code=why.code, message=why.value.encode()) for ws in sockets]
+        if self.hub is not None and sockets and not others:
+            steps.append(self.hub.sign_out(session.username, session.centres,
+                                           reason="hangup" if why is SessionEnd.LOGGED_OUT
+                                           else "failed"))
+        for result in await asyncio.gather(*steps, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.warning("desk.session_end_step_failed", error=type(result).__name__)
+
     async def clerk_socket(self, request: web.Request) -> web.WebSocketResponse:
-        """The clerk's browser: hub events in, call signaling and queue actions out."""
+        """The clerk's browser: hub events in, call signaling and queue actions out. Only
+        roles that serve citizens; the socket lives no longer than its session."""
         s = request[SESSION]
         if not secrets.compare_digest(request.query.get("csrf", ""), s.csrf):
             raise _error(403, "csrf", "missing or wrong CSRF token")
+        if s.role not in CITIZEN_FACING:
+            raise _error(403, "forbidden", "only clerks and supervisors serve citizens")
         if self.hub is None:
             raise _error(409, "no_hub", "this desk is not connected to a hub")
         ws = web.WebSocketResponse(heartbeat=10, max_msg_size=MAX_EVENT_BYTES)
         await ws.prepare(request)
+        if s.ended is not None:  # ended while the handshake was under way
+            await ws.close(code=s.ended.code, message=s.ended.value.encode())
+            return ws
+        s.sockets.add(ws)
         link = ClerkLink(s.username, s.centres, ws)
         self.hub.attach(link)
         try:
             async for msg in ws:
-                if msg.type is not WSMsgType.TEXT:
+                if msg.type is not WSMsgType.TEXT or s.ended is not None:
                     break
+                s.last_seen = time.monotonic()  # what the clerk does counts as activity
                 try:
                     body = json.loads(msg.data)
                     event, data = str(body["event"]), body.get("data")
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, RecursionError):
                     await ws.send_json({"event": "desk.error", "data": {"message": "bad frame"}})
                     continue
                 error = await self.hub.from_browser(link, event, data)
                 if error:
                     await ws.send_json({"event": "desk.error", "data": {"message": error,
                                                                          "for": event}})
+        except Exception as exc:  # the socket is upgraded: no HTTP 500 can follow
+            log.error("desk.socket_failed", error=type(exc).__name__)
+            await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
         finally:
-            await self.hub.detach(link)
+            s.sockets.discard(ws)
+            if s.ended is None:
+                await self.hub.detach(link)  # else the session's end signs the clerk out
         return ws
 
     # -- middlewares ----------------------------------------------------------------------------
 
+    async def _security_headers(self, request: web.Request,
+                                response: web.StreamResponse) -> None:
+        """On every response the app prepares: pages, API answers, errors (its own and
+        aiohttp's), files and the socket handshake."""
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", "default-src 'self'")
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Cache-Control", "no-store")
+        if self.config.serves_tls or request.secure:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+
     @web.middleware
-    async def _security(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        response: web.StreamResponse = await handler(request)
-        response.headers.setdefault("Content-Security-Policy", "default-src 'self'")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("Cache-Control", "no-store")
+    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every error is JSON with a code and a message: aiohttp's own (404, 405, 413 ...)
+        are rewritten, and an unexpected failure is a 500 logged without its details (they
+        may hold personal data), never a traceback to the client."""
+        try:
+            response: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            keep = {k: v for k, v in exc.headers.items()
+                    if k.lower() not in ("content-type", "content-length")}
+            return web.json_response({"error": exc.reason.lower().replace(" ", "_"),
+                                      "message": exc.reason}, status=exc.status, headers=keep)
+        except Exception as exc:
+            frame = exc.__traceback__
+            while frame is not None and frame.tb_next is not None:
+                frame = frame.tb_next
+            where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "?"
+            log.error("desk.internal_error", path=request.path, error=type(exc).__name__,
+                      at=where)
+            return web.json_response({"error": "internal", "message": "the desk failed on "
+                                      "this request; nothing was changed by it"}, status=500)
         return response
+
+    @web.middleware
+    async def _body_limit(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Bodies are limited per route: ``max_upload_bytes`` for the intake (counted again
+        as it streams), ``max_json_bytes`` for everything else (``client_max_size``). A
+        declared length over the limit is refused before the body is read."""
+        limit = self.config.max_upload_bytes if request.path == "/api/intake" else \
+            self.config.max_json_bytes
+        if request.content_length is not None and request.content_length > limit:
+            log.info("desk.body_refused", path=request.path, declared=request.content_length)
+            response = web.json_response(
+                {"error": "too_large", "message": f"request bodies here are limited to "
+                 f"{limit} bytes"}, status=413, headers={"Connection": "close"})
+            response.force_close()
+            await response.prepare(request)
+            await response.write_eof()
+            # drop a little of what the client is still sending, so that it can read this
+            # answer before the connection closes; never the whole body
+            dropped, deadline = 0, time.monotonic() + 1.0
+            with contextlib.suppress(Exception):
+                while dropped < REFUSED_BODY_DRAIN_BYTES and time.monotonic() < deadline:
+                    chunk = await asyncio.wait_for(request.content.readany(),
+                                                   deadline - time.monotonic())
+                    if not chunk:
+                        break
+                    dropped += len(chunk)
+            request.protocol.force_close()
+            return response
+        handled: web.StreamResponse = await handler(request)
+        return handled
 
     @web.middleware
     async def _store_busy(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -226,7 +501,7 @@ class DeskApp:
             session = self.sessions.get(token)
             idle = self.config.session_idle_minutes * 60
             if session is None or time.monotonic() - session.last_seen > idle:
-                self.sessions.pop(token, None)
+                self._end_session(token, SessionEnd.EXPIRED)
                 raise _error(401, "login_required", "please log in")
             if request.method not in ("GET", "HEAD") and not secrets.compare_digest(
                     request.headers.get("X-CSRF-Token", ""), session.csrf):
@@ -234,9 +509,12 @@ class DeskApp:
             if time.monotonic() - session.checked_at > USER_RECHECK_SECONDS:
                 async with self.db() as db:  # a disabled account loses its sessions
                     user = await db.get(User, session.user_id)
-                if user is None or user.disabled:
-                    self.sessions.pop(token, None)
-                    raise _error(401, "login_required", "this account is disabled")
+                why = self._account_change(session, user)
+                if why is not None:
+                    self._end_session(token, why)
+                    raise _error(401, "login_required", "this account is disabled"
+                                 if why is SessionEnd.DISABLED else "this account changed; "
+                                 "please log in again")
                 session.checked_at = time.monotonic()
             session.last_seen = time.monotonic()
             request[SESSION] = session
@@ -246,28 +524,33 @@ class DeskApp:
     # -- login ------------------------------------------------------------------------------
 
     async def login(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-            username, password = str(body["username"]), str(body["password"])
-        except (ValueError, KeyError, TypeError):
-            raise _error(400, "invalid", "username and password are required") from None
+        body = await _json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("username"), str) or \
+                not isinstance(body.get("password"), str) or not body["username"] or \
+                len(body["username"]) > 64 or len(body["password"]) > 1024:
+            raise _error(400, "invalid", "username and password are required")
+        username, password = body["username"], body["password"]
         peer = request.remote or "?"
-        key = f"{username}|{peer}"
-        now = time.monotonic()
-        window = self.config.login_window_seconds
-        recent = [t for t in self.failures.get(key, []) if now - t < window]
-        if len(recent) >= self.config.login_attempts:
-            raise _error(429, "rate_limited", "too many failed logins; wait and try again")
+        wait = self.limiter.retry_after(username, peer)
+        if wait > 0:
+            seconds = int(wait) + 1
+            raise _error(429, "rate_limited", f"too many failed logins from this address; "
+                         f"try again in {seconds} s", retry_after=seconds)
+        attempt = self.limiter.attempt(username, peer)
         async with self.db() as db:
-            user = await authenticate(db, username, password)
+            try:
+                user = await authenticate(db, username, password, self.password_checks)
+            except ChecksBusy:
+                self.limiter.withdraw(username, peer, attempt)  # not checked: not counted
+                raise _error(503, "busy", "too many logins at once; try again shortly",
+                             retry_after=1) from None
             if user is None:
-                self.failures[key] = [*recent, now]
-                await append_audit(db, username[:64] or "?", "login_failed", peer)
+                await append_audit(db, username[:64], "login_failed", peer)
                 await db.commit()
                 raise _error(401, "bad_login", "wrong user name or password")
             await append_audit(db, user.username, "login", peer)
             await db.commit()
-        self.failures.pop(key, None)
+        self.limiter.succeeded(username, peer, attempt)
         token = secrets.token_urlsafe(32)
         session = Session(user.id, user.username, Role(user.role), list(user.centres),
                           secrets.token_urlsafe(24))
@@ -276,13 +559,14 @@ class DeskApp:
                                       "centres": user.centres, "csrf": session.csrf,
                                       "matters": self.config.matters})
         response.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
-                            secure=self.config.behind_tls, path="/")
+                            secure=self.config.serves_tls or request.secure, path="/")
         return response
 
     async def logout(self, request: web.Request) -> web.Response:
-        self.sessions.pop(request.cookies.get(COOKIE, ""), None)
+        self._end_session(request.cookies.get(COOKIE, ""), SessionEnd.LOGGED_OUT)
         response = web.json_response({"ok": True})
-        response.del_cookie(COOKIE, path="/")
+        response.del_cookie(COOKIE, path="/", secure=self.config.serves_tls or request.secure,
+                            httponly=True, samesite="Strict")
         return response
 
     async def me(self, request: web.Request) -> web.Response:
@@ -358,7 +642,7 @@ class DeskApp:
         if s.role not in (Role.CLERK, Role.SUPERVISOR):
             raise _error(403, "forbidden", "only clerks and supervisors decide")
         try:
-            decision = Decision.model_validate(await request.json())
+            decision = Decision.model_validate(await _json_body(request))
         except (ValidationError, ValueError) as exc:
             message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
             raise _error(400, "invalid", message) from None
@@ -376,7 +660,10 @@ class DeskApp:
         s = request[SESSION]
         if s.role not in (Role.AUDITOR, Role.ADMIN):
             raise _error(403, "forbidden", "auditors and admins only")
-        limit = min(500, max(1, int(request.query.get("limit", "100"))))
+        text = request.query.get("limit", "100")
+        if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 500:
+            raise _error(400, "invalid", "limit is a whole number from 1 to 500")
+        limit = int(text)
         async with self.db() as db:
             rows = (await db.execute(select(AuditEntry).order_by(AuditEntry.id.desc())
                                      .limit(limit))).scalars().all()
@@ -404,10 +691,10 @@ class DeskApp:
         s = request[SESSION]
         if s.role is not Role.SUPERVISOR:
             raise _error(403, "forbidden", "supervisors only")
-        try:
-            clerk = str((await request.json())["clerk"])
-        except (ValueError, KeyError, TypeError):
-            raise _error(400, "invalid", "name the clerk") from None
+        body = await _json_body(request)
+        clerk = body.get("clerk") if isinstance(body, dict) else None
+        if not isinstance(clerk, str) or not 0 < len(clerk) <= 64:
+            raise _error(400, "invalid", "name the clerk")
         async with self.db() as db:
             case = self._may_see(s, await db.get(Case, request.match_info["case_id"]))
             target = (await db.execute(select(User).where(User.username == clerk))
@@ -436,49 +723,80 @@ class DeskApp:
         if credential is None or credential.revoked_at is not None or \
                 credential.kind.value != "kiosk":
             raise _error(401, "unknown_kiosk", "no live credential for this kiosk")
-        if request.content_length and request.content_length > self.config.max_upload_bytes:
-            raise _error(413, "too_large", "the package is larger than this desk accepts")
+        if request.content_type != "multipart/form-data" or \
+                not request.headers.get("Content-Type", "").count("boundary="):
+            raise _error(415, "unsupported_type", "send the package as multipart/form-data "
+                         "with a boundary")
+        await asyncio.to_thread(self.incoming.mkdir, parents=True, exist_ok=True)
+        folder = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=self.incoming))
+        try:
+            manifest, files = await self._receive_package(request, folder, credential.public_key,
+                                                          kiosk_id)
+            if manifest.centre not in self.config.centres:
+                raise _error(403, "wrong_centre", "this desk does not serve that centre")
+            try:
+                filed = await self.cases.receive(manifest, files, kiosk_id)
+            except CaseNotFound:
+                raise _error(404, "not_found", "no such case from this kiosk") from None
+            except CaseConflict as exc:
+                raise _error(409, exc.code, str(exc)) from None
+        finally:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+        return web.json_response({"case_id": manifest.case_id, "status": filed.value},
+                                 status=200 if filed is Filed.ALREADY else 201)
+
+    async def _receive_package(self, request: web.Request, folder: Path, public_key: str,
+                               kiosk_id: str) -> tuple[Manifest, _IncomingFiles]:
+        """Stream the parts to ``folder`` (at most ``max_upload_bytes`` in all), then verify
+        the package from there (in a thread: hashing is long)."""
         manifest_json = b""
-        signature = ""
-        files: dict[str, bytes] = {}
+        signature_bytes = b""
+        files = _IncomingFiles(folder)
+        budget = self.config.max_upload_bytes
         try:
             reader = await request.multipart()
-            total = 0
             async for part in reader:
                 if not isinstance(part, BodyPartReader):
                     raise _error(400, "invalid", "nested multipart is not accepted")
-                chunks = []
-                while chunk := await part.read_chunk(256 * 1024):
-                    total += len(chunk)
-                    if total > self.config.max_upload_bytes:  # chunked uploads have no length
-                        raise web.HTTPRequestEntityTooLarge(self.config.max_upload_bytes, total)
-                    chunks.append(chunk)
-                data = b"".join(chunks)
                 if part.name == "manifest":
-                    manifest_json = bytes(data)
+                    manifest_json = await _small_part(part, MAX_MANIFEST_BYTES, "manifest")
+                    budget -= len(manifest_json)
                 elif part.name == "signature":
-                    signature = bytes(data).decode()
+                    signature_bytes = await _small_part(part, MAX_SIGNATURE_BYTES, "signature")
                 elif part.name == "file" and part.filename:
-                    files[part.filename] = bytes(data)
-        except web.HTTPRequestEntityTooLarge:
-            raise _error(413, "too_large", "the package is larger than this desk accepts") \
+                    if part.filename in files.paths or len(files) >= MAX_FILES:
+                        raise _error(400, "invalid", "a file is sent twice, or too many files")
+                    path = folder / f"{len(files):04d}"
+                    out = await asyncio.to_thread(path.open, "wb")
+                    try:
+                        budget -= await _stream_part(part, out, budget)
+                    finally:
+                        await asyncio.to_thread(out.close)
+                    files.paths[part.filename] = path
+                else:  # a part the package format does not have: dropped, but counted
+                    budget -= await _stream_part(part, None, min(budget, MAX_MANIFEST_BYTES))
+        except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
+            # aiohttp's multipart reader: no boundary, a bad part header, a truncated body
+            log.info("desk.package_malformed", kiosk=kiosk_id, error=type(exc).__name__)
+            raise _error(400, "malformed", "the package is not well-formed multipart") \
                 from None
-        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(credential.public_key))
+        except web.HTTPException:
+            raise
+        except (asyncio.IncompleteReadError, ConnectionError, EOFError) as exc:
+            log.info("desk.package_truncated", kiosk=kiosk_id, error=type(exc).__name__)
+            raise _error(400, "malformed", "the package ended before its last part") from None
         try:
-            manifest = verify(manifest_json, signature, public, files, kiosk_id=kiosk_id)
+            signature = signature_bytes.decode("ascii")
+        except UnicodeDecodeError:
+            raise _error(400, "bad_signature", "the signature is not base64 text") from None
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key))
+        try:
+            manifest = await asyncio.to_thread(verify, manifest_json, signature, public, files,
+                                               kiosk_id=kiosk_id)
         except PackageError as exc:
             log.info("desk.package_refused", kiosk=kiosk_id, code=exc.code)
             raise _error(400, exc.code, str(exc)) from None
-        if manifest.centre not in self.config.centres:
-            raise _error(403, "wrong_centre", "this desk does not serve that centre")
-        try:
-            filed = await self.cases.receive(manifest, files, kiosk_id)
-        except CaseNotFound:
-            raise _error(404, "not_found", "no such case from this kiosk") from None
-        except CaseConflict as exc:
-            raise _error(409, exc.code, str(exc)) from None
-        return web.json_response({"case_id": manifest.case_id, "status": filed.value},
-                                 status=200 if filed is Filed.ALREADY else 201)
+        return manifest, files
 
 
 async def user_count(engine: AsyncEngine) -> int:

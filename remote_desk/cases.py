@@ -363,8 +363,11 @@ class CaseService:
     async def _store(self, entries: Sequence[ManifestFile], files: Mapping[str, bytes]) -> None:
         """Encrypt and store files before the transaction that lists them (content-addressed:
         a file stored twice is stored once)."""
+        def put(name: str) -> None:
+            self.blobs.put(files[name])  # the files may be on disk: read in the thread too
+
         for entry in entries:
-            await asyncio.to_thread(self.blobs.put, files[entry.name])
+            await asyncio.to_thread(put, entry.name)
 
     # -- transitions in the store --------------------------------------------------------------
 

@@ -116,7 +116,7 @@ def user_add(config_path: Path | None, username: str, display_name: str, role: s
 @click.option("--enable", is_flag=True, help="Enable the account again instead.")
 def user_disable(config_path: Path | None, username: str, enable: bool) -> None:
     """Disable (or with --enable, re-enable) an account; a running desk ends its sessions
-    within 30 seconds."""
+    within a few seconds (session_check_seconds) and closes their clerk sockets."""
     from remote_desk.users import set_disabled
 
     _in_session(_config(config_path), lambda session: set_disabled(session, username,

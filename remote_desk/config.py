@@ -32,13 +32,25 @@ class DeskConfig(BaseModel):
     centres: list[str] = Field(default_factory=list, description="centres this desk serves")
     matters: dict[str, list[str]] = Field(default_factory=dict,
                                           description="per centre, the matters its clerks take")
-    behind_tls: bool = Field(False, description="cookies are Secure (TLS here or at a proxy)")
+    behind_tls: bool = Field(False, description="TLS ends at a proxy in front: cookies are "
+                             "Secure and HSTS is sent (also whenever tls_cert is set)")
     tls_cert: Path | None = Field(None, description="serve HTTPS with this certificate chain")
     tls_key: Path | None = Field(None, description="... and this private key")
     session_idle_minutes: float = Field(15, gt=0, le=480)
-    login_attempts: int = Field(5, ge=1, le=50, description="failed logins per window")
+    session_check_seconds: float = Field(2.0, gt=0, le=60, description="how often sessions "
+                                         "are checked: idle, account disabled or changed "
+                                         "(their sockets close within this)")
+    login_attempts: int = Field(5, ge=1, le=50, description="failed logins per window of one "
+                                                            "user name at one address")
+    login_address_attempts: int = Field(20, ge=1, le=1000, description="failed logins per "
+                                        "window from one address, whatever the names")
     login_window_seconds: int = Field(300, ge=10, le=86400)
-    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1024)
+    password_workers: int = Field(2, ge=1, le=16, description="threads checking passwords "
+                                  "(argon2), off the event loop")
+    max_json_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024, description="body limit "
+                                "of every request but the intake")
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1024, description="body limit of an "
+                                  "intake (streamed to disk under files_dir)")
     hub_url: str | None = Field(None, description="the regional hub, e.g. https://hub:8765")
     desk_id: str | None = Field(None, description="this desk's credential id at the hub")
     hub_key: Path | None = Field(None, description="this desk's private key for the hub")
@@ -59,6 +71,11 @@ class DeskConfig(BaseModel):
 
     def anchor_file(self) -> Path:
         return self.audit_anchor_file or self.files_dir / "audit-anchors.jsonl"
+
+    @property
+    def serves_tls(self) -> bool:
+        """Clerks reach this desk over HTTPS (here, or at a proxy in front)."""
+        return self.behind_tls or (self.tls_cert is not None and self.tls_key is not None)
 
     def files_key(self) -> bytes:
         text = os.environ.get(self.files_key_env)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import socketio
 import structlog
@@ -38,6 +38,8 @@ FROM_BROWSER: dict[str, type[p.Message]] = {
 
 TO_CLERK_BY_CALL = ("call.offer", "call.ice", "call.peer_lost", "call.peer_back",
                     "call.ended")
+SIGN_OUT_STEP_TIMEOUT_S = 5.0
+"""How long signing a clerk out waits for the hub to carry out each step."""
 
 
 @dataclass
@@ -85,6 +87,9 @@ class HubLink:
         self._queued: dict[str, set[str]] = {}
         """Each centre's tickets in its latest queue snapshot (a clerk takes only tickets of
         their own centres)."""
+        self._offers: dict[str, str] = {}
+        """clerk id -> the ticket last offered to them and not yet taken (the hub holds one
+        offer per clerk; it is handed back at sign-out)."""
         client.listener = self.from_hub
 
     async def _rejoin(self, welcome: p.Welcome) -> None:
@@ -132,6 +137,10 @@ class HubLink:
                     await self._send(each, event, message)
         elif isinstance(message, p.TicketOffered | p.CallStart):
             link = self.clerks.get(message.clerk_id)
+            if isinstance(message, p.TicketOffered):
+                self._offers[message.clerk_id] = message.ticket_id
+            elif self._offers.get(message.clerk_id) == message.ticket_id:
+                del self._offers[message.clerk_id]
             if isinstance(message, p.CallStart) and link is not None:
                 self.call_owner[message.call_id] = link.clerk_id
                 self._starts[message.call_id] = message
@@ -250,6 +259,61 @@ class HubLink:
             if calls:
                 self._orphans[link.clerk_id] = asyncio.ensure_future(
                     self._end_orphaned(link.clerk_id, calls))
+
+    def release(self, clerk_id: str, sockets: set[web.WebSocketResponse]) -> None:
+        """Stop relaying to the clerk now if their current browser socket is one of
+        ``sockets`` (a session that ended; ``sign_out`` follows)."""
+        link = self.clerks.get(clerk_id)
+        if link is not None and link.ws in sockets:
+            del self.clerks[clerk_id]
+
+    def in_call(self, clerk_id: str) -> bool:
+        """Whether the clerk holds a call (their session is not idle while they talk)."""
+        return clerk_id in self.call_owner.values()
+
+    async def sign_out(self, clerk_id: str, centres: list[str], *,
+                       reason: Literal["hangup", "failed"] = "failed") -> None:
+        """The clerk's session ended (logout, expiry, account disabled or changed): from now
+        on nothing reaches or leaves their browser; at the hub their calls end (each citizen
+        goes back to the front of the queue), their offers go back, and they are signed out
+        of every centre. Each step waits for the hub (a sign-out is refused while the clerk
+        still holds a call)."""
+        link = self.clerks.pop(clerk_id, None)
+        orphan = self._orphans.pop(clerk_id, None)
+        if orphan is not None:
+            orphan.cancel()
+        for key in [k for k in self.presence if k[0] == clerk_id]:
+            del self.presence[key]
+        calls = [c for c, owner in self.call_owner.items() if owner == clerk_id]
+        for call_id in calls:
+            self.call_owner.pop(call_id, None)
+            self._starts.pop(call_id, None)
+            if link is not None:
+                link.calls.discard(call_id)
+        mine = [centre for centre in centres if centre in self.centres]
+        for centre in mine:  # first away, so that nothing new is offered meanwhile
+            await self._carried_out("clerk.presence", p.ClerkPresence(
+                clerk_id=clerk_id, centre=centre, matters=[], available=False))
+        for call_id in calls:
+            await self._carried_out("call.end", p.CallEnd(call_id=call_id, reason=reason))
+        offered = self._offers.pop(clerk_id, None)
+        if offered is not None:  # refused harmlessly if it lapsed meanwhile
+            await self._carried_out("ticket.decline", p.TicketDecline(ticket_id=offered,
+                                                                      clerk_id=clerk_id))
+        for centre in mine:
+            await self._carried_out("clerk.presence", p.ClerkPresence(
+                clerk_id=clerk_id, centre=centre, matters=[], available=False,
+                signed_in=False))
+        log.info("desk.clerk_signed_out", clerk=clerk_id, calls=len(calls))
+
+    async def _carried_out(self, event: str, message: p.Message) -> None:
+        """Send one event and wait until the hub has handled it (its acknowledgement); the
+        hub handles each event in a task of its own, so order needs the wait."""
+        try:
+            await self.client.sio.call(event, p.dump(message),
+                                       timeout=SIGN_OUT_STEP_TIMEOUT_S)
+        except (TimeoutError, socketio.exceptions.SocketIOError) as exc:
+            log.warning("desk.hub_step_failed", hub_event=event, error=type(exc).__name__)
 
     async def _end_orphaned(self, clerk_id: str, calls: set[str]) -> None:
         """The clerk's browser did not come back: their calls end as failed, which puts each

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -79,7 +80,7 @@ def sign(manifest: Manifest, key: Ed25519PrivateKey) -> str:
 
 
 def verify(manifest_json: bytes, signature: str, public_key: Ed25519PublicKey,
-           files: dict[str, bytes], *, kiosk_id: str) -> Manifest:
+           files: Mapping[str, bytes], *, kiosk_id: str) -> Manifest:
     """Check a received package; returns its manifest, or raises ``PackageError``."""
     try:
         manifest = Manifest.model_validate_json(manifest_json)

@@ -23,7 +23,11 @@ async function login(event) {
   $("login-error").textContent = "";
   try {
     state.me = await api("/api/login", { method: "POST", body: JSON.stringify({ username: $("username").value, password: $("password").value }) });
-  } catch (e) { $("login-error").textContent = e.status === 429 ? "尝试次数过多，请稍后再试" : "用户名或密码错误"; return; }
+  } catch (e) {
+    const wait = e.body?.retry_after_s;
+    $("login-error").textContent = e.status === 429 ? `尝试次数过多，请${wait ? ` ${Math.ceil(wait / 60)} 分钟后` : "稍后"}再试` : e.status === 503 ? "登录人数较多，请稍后再试" : "用户名或密码错误";
+    return;
+  }
   state.csrf = state.me.csrf;
   $("who").textContent = `${state.me.username}（${state.me.centres.join("、")}）`;
   show("login-view", false); show("queue-view", true); show("availability", true); show("logout", false === true);
@@ -36,6 +40,21 @@ function connect() {
   state.ws = new WebSocket(`${proto}://${location.host}/ws?csrf=${encodeURIComponent(state.csrf)}`);
   state.ws.onmessage = (m) => { const { event, data } = JSON.parse(m.data); (handlers[event] || (() => {}))(data); };
   state.ws.onopen = () => { setAvailable($("available").checked = true); openCamera(); };
+  state.ws.onclose = (e) => sessionEnded(e.code);
+}
+
+// the desk closes the socket when the session ends (codes 4001-4004): the page says why and
+// goes back to the login form; nothing of the call or the case stays on screen
+const SESSION_END_ZH = { 4001: "您已退出登录", 4002: "长时间未操作，登录已超时，请重新登录", 4003: "账号已被停用，请联系管理员", 4004: "账号权限已变更，请重新登录" };
+function sessionEnded(code) {
+  const why = SESSION_END_ZH[code];
+  if (!why) return;
+  if (state.pc) state.pc.close();
+  state.pc = null; state.call = null; state.csrf = null; clearInterval(state.stats);
+  for (const id of ["queue-view", "call-view", "case-view", "availability", "logout"]) show(id, false);
+  $("identity").innerHTML = ""; $("materials").innerHTML = "";
+  show("login-view", true);
+  $("login-error").textContent = why;
 }
 
 function setAvailable(available) {
