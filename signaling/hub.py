@@ -601,15 +601,12 @@ class Hub:
     async def _offer_expired(self, ticket_id: str) -> None:
         ticket = await self.store.ticket(ticket_id)
         if ticket and ticket.state is p.TicketState.OFFERED and ticket.offered_to:
-            clerk = await self.store.clerk(ticket.offered_to)
+            clerk_key_ = ticket.offered_to
             centre = ticket.centre
             async with self.store.lock(f"centre:{centre}"):
                 ticket = await self.store.ticket(ticket_id)
                 if ticket and ticket.state is p.TicketState.OFFERED:
-                    if clerk:
-                        clerk.offered_ticket = None
-                        clerk.available = False  # a clerk who lets offers lapse is away
-                        await self.store.save(clerk)
+                    await self.store.update_clerk(clerk_key_, _lapsed)
                     await self._requeue_front(ticket)
             await self._route(centre)
             await self._queue_changed(centre)
@@ -748,11 +745,12 @@ class Hub:
                 ticket = next((t for t in waiting if clerk.handles(centre, t.matter)), None)
                 if ticket is None:
                     continue
+                if await self.store.update_clerk(clerk.key, _offer(ticket.id, available=True)
+                                                 ) is None:
+                    continue  # taken (or away) meanwhile, at another of the clerk's centres
                 waiting.remove(ticket)
                 ticket.state, ticket.offered_to = p.TicketState.OFFERED, clerk.key
-                clerk.offered_ticket = ticket.id
                 await self.store.save(ticket)
-                await self.store.save(clerk)
                 await self.store.grace_add(f"offer:{ticket.id}",
                                            self.clock() + self.config.offer_seconds)
                 offers.append((clerk, ticket))
@@ -830,11 +828,7 @@ class Hub:
                 await self._emit("call.ended", ended, call.desk_id)
                 await self.store.delete(f"call:{call.id}")
         for clerk_id in {ticket.clerk_id, ticket.offered_to} - {None}:
-            clerk = await self.store.clerk(str(clerk_id))
-            if clerk:
-                clerk.call_id = clerk.offered_ticket = None
-                clerk.idle_since = self.clock()
-                await self.store.save(clerk)
+            await self.store.update_clerk(str(clerk_id), self._freed)
         await self.store.grace_remove(f"offer:{ticket.id}")
         await self.store.queue_remove(ticket.centre, ticket.id)
         ticket.state, ticket.closed_reason = p.TicketState.CLOSED, reason
@@ -863,7 +857,7 @@ class Hub:
         del sid
         self._check_centre(desk, m.centre)
         key = clerk_key(desk.id, m.clerk_id)
-        async with self.store.lock(f"centre:{m.centre}"):
+        async with self.store.lock(f"centre:{m.centre}"), self.store.lock(f"clerk:{key}"):
             existing = await self.store.clerk(key)
             record = await self.store.client(desk.id)
             if not m.signed_in:
@@ -900,6 +894,11 @@ class Hub:
                     await self.store.save(record)
         await self._route(m.centre)
         await self._queue_changed(m.centre)
+
+    def _freed(self, clerk: Clerk) -> None:
+        """The clerk's call or offer is over: free, at the back of the rotation."""
+        clerk.call_id = clerk.offered_ticket = None
+        clerk.idle_since = self.clock()
 
     async def _held_ticket(self, clerk: Clerk) -> Ticket | None:
         """The ticket a clerk is offered or in a call with."""
@@ -944,12 +943,12 @@ class Hub:
             self.metrics.wait.observe(max(0.0, self.clock() - ticket.created_at))
             ticket.state, ticket.offered_to = p.TicketState.IN_CALL, None
             ticket.clerk_id, ticket.desk_id, ticket.call_id = clerk.key, desk.id, call.id
-            clerk.call_id, clerk.offered_ticket = call.id, None
+            if await self.store.update_clerk(clerk.key, _in_call(call.id, ticket.id)) is None:
+                raise Refusal("conflict", "this clerk took another citizen meanwhile")
             await self.store.queue_remove(ticket.centre, ticket.id)
             await self.store.grace_remove(f"offer:{ticket.id}")
             await self.store.save(call)
             await self.store.save(ticket)
-            await self.store.save(clerk)
         await self._start_call(call, ticket)
         await self._route(ticket.centre)
         await self._queue_changed(ticket.centre)
@@ -1005,11 +1004,7 @@ class Hub:
                                      party)
                 await self.store.delete(f"call:{call.id}")
         for clerk_id in {ticket.clerk_id, ticket.offered_to} - {None}:
-            clerk = await self.store.clerk(str(clerk_id))
-            if clerk:
-                clerk.call_id = clerk.offered_ticket = None
-                clerk.idle_since = self.clock()  # to the back of the rotation
-                await self.store.save(clerk)
+            await self.store.update_clerk(str(clerk_id), self._freed)  # to the back of the rotation
         await self.store.grace_remove(f"offer:{ticket.id}")
         await self._requeue_front(ticket)
 
@@ -1042,16 +1037,15 @@ class Hub:
                                 if target_clerk and target_clerk.handles(c, ticket.matter)),
                                key=lambda c: (c != origin, c))
                 if target_clerk is None or not where or \
-                        target_clerk.call_id or target_clerk.offered_ticket:
+                        await self.store.update_clerk(target_clerk.key,
+                                                      _offer(ticket.id)) is None:
                     raise Refusal("conflict", "that clerk cannot take this ticket now")
                 await self._hand_back(ticket, p.CallEndReason.TRANSFERRED)
                 ticket = await self.store.ticket(ticket.id) or ticket
                 await self.store.queue_remove(origin, ticket.id)
                 ticket.centre = where[0]
                 ticket.state, ticket.offered_to = p.TicketState.OFFERED, target_clerk.key
-                target_clerk.offered_ticket = ticket.id
                 await self.store.save(ticket)
-                await self.store.save(target_clerk)
                 await self.store.queue_add(ticket.centre, ticket.id, ticket.enqueued_at)
                 await self.store.grace_add(f"offer:{ticket.id}",
                                            self.clock() + self.config.offer_seconds)
@@ -1113,10 +1107,7 @@ class Hub:
             await self.store.save(fresh)
             ticket.call_id = fresh.id
             await self.store.save(ticket)
-            clerk = await self.store.clerk(call.clerk_key)
-            if clerk:
-                clerk.call_id = fresh.id
-                await self.store.save(clerk)
+            await self.store.update_clerk(call.clerk_key, _calling(fresh.id))
         for party in (call.kiosk_id, call.desk_id):
             await self._emit("call.ended", p.CallEnded(
                 call_id=call.id, reason=p.CallEndReason.RESTARTED), party)
@@ -1147,6 +1138,43 @@ class Hub:
                                  ticket.kiosk_id)
         await self._route(ticket.centre)
         await self._queue_changed(ticket.centre)
+
+
+# -- changes of a clerk's record (``Store.update_clerk``: under the clerk's lock) --------------
+
+
+def _lapsed(clerk: Clerk) -> None:
+    """An offer went unanswered: a clerk who lets offers lapse is away."""
+    clerk.offered_ticket = None
+    clerk.available = False
+
+
+def _offer(ticket_id: str, *, available: bool = False) -> Callable[[Clerk], bool]:
+    """Offer ``ticket_id`` to a clerk who is free (and, for the rotation, ``available``);
+    False when they no longer are."""
+    def change(clerk: Clerk) -> bool:
+        if clerk.call_id or clerk.offered_ticket or (available and not clerk.available):
+            return False
+        clerk.offered_ticket = ticket_id
+        return True
+    return change
+
+
+def _in_call(call_id: str, ticket_id: str) -> Callable[[Clerk], bool]:
+    """The clerk took ``ticket_id`` (offered to them, or picked) and is in ``call_id``."""
+    def change(clerk: Clerk) -> bool:
+        if clerk.call_id or clerk.offered_ticket not in (None, ticket_id):
+            return False
+        clerk.call_id, clerk.offered_ticket = call_id, None
+        return True
+    return change
+
+
+def _calling(call_id: str) -> Callable[[Clerk], None]:
+    """The clerk's call goes on under a new id (restarted)."""
+    def change(clerk: Clerk) -> None:
+        clerk.call_id = call_id
+    return change
 
 
 async def serve(config: HubConfig, stop: asyncio.Event | None = None) -> None:

@@ -147,6 +147,11 @@ class CallRoutes:
                 del self._queues[call_id]
 
 
+LISTEN_IDLE_S = 5.0
+"""The listener pings Redis after this long without a message, and reconnects if the PING
+goes unanswered for as long again."""
+
+
 class HubRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     """python-socketio's Redis manager with an ordered publisher and a tracking listener."""
 
@@ -279,8 +284,19 @@ class HubRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 if retry > 0.05:
                     log.info("hub.listener_back")
                 retry = 0.05
+                pinged = False
                 while True:
-                    reply = await conn.read_response()
+                    # redis-py's connections time a read out after socket_timeout (5 s): an
+                    # idle channel is not a lost one. Wait with a timeout of our own, then
+                    # ask the server; only a PING left unanswered means the connection died.
+                    reply = await conn.read_response(timeout=LISTEN_IDLE_S)
+                    if reply is None:
+                        if pinged:
+                            raise ConnectionError("Redis did not answer PING")
+                        await conn.send_command("PING")
+                        pinged = True
+                        continue
+                    pinged = False
                     if not isinstance(reply, list) or len(reply) != 3 or \
                             reply[0] != b"message":
                         continue

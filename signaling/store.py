@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 
@@ -191,6 +191,19 @@ class Store(ABC):
     async def clerk(self, key: str) -> Clerk | None:
         """A clerk by ``clerk_key``."""
         return await self.get(Clerk, f"clerk:{key}")
+
+    async def update_clerk(self, key: str, change: Callable[[Clerk], bool | None]
+                           ) -> Clerk | None:
+        """Read, change and write one clerk's record under the clerk's own lock, so that work
+        on two of the clerk's centres (each under its centre's lock) never loses the other's
+        change. ``change`` returns False to leave the record as it is. Returns the record as
+        written, or None (no such clerk, or not changed)."""
+        async with self.lock(f"clerk:{key}"):
+            clerk = await self.clerk(key)
+            if clerk is None or change(clerk) is False:
+                return None
+            await self.save(clerk)
+            return clerk
 
     async def call(self, call_id: str) -> Call | None:
         return await self.get(Call, f"call:{call_id}")

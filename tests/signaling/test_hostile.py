@@ -505,3 +505,24 @@ async def test_a_clerks_page_shows_only_their_own_desks_offers_as_theirs(
         snapshot = [m["data"] for m in page.sent if m["event"] == "queue.snapshot"][-1]
         shown.append([(i["state"], i["offered_to"]) for i in snapshot["items"]])
     assert shown == [[("offered", "wang")], [("offered", None)]]
+
+
+async def test_a_clerk_signing_in_at_two_centres_at_once_keeps_both(
+        redis_hub: HubFixture) -> None:
+    """Each presence runs under its centre's lock; the clerk's one record spans both centres,
+    so without the clerk's own lock the second write lost the first centre (over Redis a
+    read and its write are apart): the citizens of that centre were told nobody serves."""
+    desk = await redis_hub.desk("d1", centres=("c1", "c2"))
+    for _ in range(5):
+        await asyncio.gather(*(desk.send("clerk.presence", p.ClerkPresence(
+            clerk_id="clerk-a", centre=centre, matters=["m1"], available=True))
+            for centre in ("c1", "c2")))
+        await asyncio.sleep(SETTLE)
+        clerk = await redis_hub.hub.store.clerk("d1/clerk-a")
+        assert clerk is not None and sorted(clerk.centres) == ["c1", "c2"], clerk
+        for centre in ("c1", "c2"):
+            await desk.send("clerk.presence", p.ClerkPresence(
+                clerk_id="clerk-a", centre=centre, matters=["m1"], available=False,
+                signed_in=False))
+        await asyncio.sleep(SETTLE)
+        assert await redis_hub.hub.store.clerk("d1/clerk-a") is None
