@@ -30,8 +30,14 @@ from devices.scanner.geometry import (
 
 WORK_WIDTH = 480
 """Width of the downscaled frame where candidates are sought."""
+SUPPORT_THRESHOLD = 10.0
+"""Gradient (100 x log units, Sobel) above which a point of a side counts as on an edge."""
 _LOG_TABLE = np.log(np.arange(256, dtype=np.float32) + 8)
 _MEAN3 = np.full((1, 3), 1 / 3, np.float32)
+_SHADE_TABLE = (100 * np.log(np.arange(256, dtype=np.float32) + 20)).astype(np.float32)
+"""Grey level to 100 x log: a shadow multiplies the light, so in this scale it shifts both
+sides of a paper's edge alike and the edge's step stays what the paper and the mat make it.
+The offset keeps the noise of dark pixels from being magnified into edges."""
 
 
 @dataclass
@@ -78,6 +84,34 @@ def _contours_to_quads(mask: np.ndarray, min_area: float, limit: int = 3) -> lis
     return quads
 
 
+def _log_edges(log_image: np.ndarray, low: float = 8.0, high: float = 18.0) -> np.ndarray:
+    """Canny on a log image (thresholds in 100 x log units: a step of 0.1 is about 10)."""
+    blurred = cv2.GaussianBlur(log_image, (0, 0), 1.0)
+    dx = cv2.Sobel(blurred, cv2.CV_16S, 1, 0, ksize=3)
+    dy = cv2.Sobel(blurred, cv2.CV_16S, 0, 1, ksize=3)
+    return cv2.Canny(dx, dy, low, high, L2gradient=True)
+
+
+def _outline_quads(edges: np.ndarray, min_area: float, limit: int = 4) -> list[np.ndarray]:
+    """Quads from an edge map: the regions that closed outlines enclose (the inside of a
+    page's outline, whatever touches it from outside), and the filled outer outlines."""
+    edges = cv2.dilate(edges, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
+    contours, hierarchy = cv2.findContours(edges, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return []
+    holes = [c for c, hier in zip(contours, hierarchy[0], strict=True) if hier[3] >= 0]
+    outer = [c for c, hier in zip(contours, hierarchy[0], strict=True) if hier[3] < 0]
+    quads = []
+    for group in (holes, outer):
+        for c in sorted(group, key=cv2.contourArea, reverse=True)[:limit]:
+            if cv2.contourArea(c) < min_area:
+                break
+            quad = _quad_from_contour(c)
+            if quad is not None:
+                quads.append(quad)
+    return quads
+
+
 def _skin_mask(work: np.ndarray) -> np.ndarray:
     """Hands and arms (skin tones in YCrCb), dilated a little."""
     ycrcb = cv2.cvtColor(work, cv2.COLOR_BGR2YCrCb)
@@ -102,6 +136,7 @@ class PageDetector:
         self.min_area_fraction = min_area_fraction
         self.max_area_fraction = max_area_fraction
         self._reference_work: np.ndarray | None = None
+        self._reference_log: np.ndarray | None = None
         self._reference_shape: tuple[int, int] | None = None
         if reference is not None:
             self.set_reference(reference)
@@ -110,6 +145,7 @@ class PageDetector:
         """Record the empty mat (any resolution of the same camera view)."""
         work, _ = self._downscale(reference)
         self._reference_work = cv2.LUT(cv2.GaussianBlur(work, (5, 5), 0), _LOG_TABLE)
+        self._reference_log = cv2.LUT(_to_gray(work), _SHADE_TABLE)
         self._reference_shape = reference.shape[:2]
 
     @property
@@ -179,7 +215,8 @@ class PageDetector:
     # -- scoring ------------------------------------------------------------------------------
 
     @staticmethod
-    def _side_support(grad: np.ndarray, quad: np.ndarray, samples: int = 24) -> list[float]:
+    def _side_support(grad: np.ndarray, quad: np.ndarray, samples: int = 24,
+                      threshold: float = SUPPORT_THRESHOLD) -> list[float]:
         """Per side, the fraction of points along it where the gradient is strong."""
         h, w = grad.shape
         out = []
@@ -194,7 +231,7 @@ class PageDetector:
                 for dy in (-1, 0, 1):
                     best = np.maximum(best, grad[np.clip(ys + dy, 0, h - 1),
                                                  np.clip(xs + dx, 0, w - 1)])
-            out.append(float((best > 20).mean()))
+            out.append(float((best > threshold).mean()))
         return out
 
     def _score(self, grad: np.ndarray, quad: np.ndarray) -> tuple[float, list[float]]:
@@ -293,13 +330,20 @@ class PageDetector:
         h, w = frame.shape[:2]
         work, scale = self._downscale(frame)
         gray = _to_gray(work)
-        gx = cv2.Sobel(gray, cv2.CV_16S, 1, 0, ksize=3)
-        gy = cv2.Sobel(gray, cv2.CV_16S, 0, 1, ksize=3)
-        grad = cv2.addWeighted(cv2.convertScaleAbs(gx), 0.5, cv2.convertScaleAbs(gy), 0.5, 0)
+        log_gray = cv2.LUT(gray, _SHADE_TABLE)
+        smooth = cv2.GaussianBlur(log_gray, (0, 0), 1.0)
+        gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
+        grad = cv2.addWeighted(cv2.absdiff(gx, 0), 0.5, cv2.absdiff(gy, 0), 0.5, 0)
         min_area = self.min_area_fraction * gray.size
         candidates: list[tuple[str, np.ndarray]] = []
         for ref_mask in (self._reference_masks(work) or []) if work.ndim == 3 else []:
             candidates += [("reference", q) for q in _contours_to_quads(ref_mask, min_area)]
+        if self._reference_log is not None and self._reference_log.shape == log_gray.shape:
+            ratio = cv2.subtract(log_gray, self._reference_log)
+            candidates += [("reference-edges", q)
+                           for q in _outline_quads(_log_edges(ratio), min_area)]
+        candidates += [("shade-edges", q) for q in _outline_quads(_log_edges(log_gray), min_area)]
         if work.ndim == 3:
             bright = cv2.bitwise_and(self._brightness_mask(work), cv2.bitwise_not(
                 cv2.bitwise_or(_skin_mask(work), _glare_mask(work))))
@@ -309,7 +353,7 @@ class PageDetector:
         for source, coarse in candidates:
             quad = coarse
             if refine:  # coarse to fine: a blob stuck to one side is shed by the line fit
-                quad = self.refine(gray, self.refine(gray, coarse, radius=10), radius=3)
+                quad = self.refine(log_gray, self.refine(log_gray, coarse, radius=10), radius=3)
             score, support = self._score(grad, quad)
             if best is None or score > best[0]:
                 best = (score, source, quad, support)
