@@ -10,6 +10,7 @@ aspect; the best one is refined by fitting each side to the edge at the working 
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from devices.scanner.geometry import (
     PageKind,
     classify,
     corrected_size,
+    iou,
     is_convex,
     order_corners,
     quad_area,
@@ -30,8 +32,13 @@ from devices.scanner.geometry import (
 
 WORK_WIDTH = 480
 """Width of the downscaled frame where candidates are sought."""
-SUPPORT_THRESHOLD = 10.0
-"""Gradient (100 x log units, Sobel) above which a point of a side counts as on an edge."""
+STEP_MIN = 5.0
+"""Smallest step (100 x log units: 5 is a 5 % change of brightness) across a side for a point
+of it to count as on the paper's edge."""
+REFINED_CANDIDATES = 4
+"""How many of the best distinct candidates are refined and scored again."""
+STEP_OFFSET = 3.0
+"""How far inside and outside a side (work pixels) the step is measured."""
 _LOG_TABLE = np.log(np.arange(256, dtype=np.float32) + 8)
 _MEAN3 = np.full((1, 3), 1 / 3, np.float32)
 _SHADE_TABLE = (100 * np.log(np.arange(256, dtype=np.float32) + 20)).astype(np.float32)
@@ -94,7 +101,9 @@ def _log_edges(log_image: np.ndarray, low: float = 8.0, high: float = 18.0) -> n
 
 def _outline_quads(edges: np.ndarray, min_area: float, limit: int = 4) -> list[np.ndarray]:
     """Quads from an edge map: the regions that closed outlines enclose (the inside of a
-    page's outline, whatever touches it from outside), and the filled outer outlines."""
+    page's outline, whatever touches it from outside), the filled outer outlines, and for an
+    outline that is no quad (a page over another paper, a shadow joined to it) quads of
+    four of its long straight stretches."""
     edges = cv2.dilate(edges, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
     contours, hierarchy = cv2.findContours(edges, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if hierarchy is None:
@@ -108,6 +117,41 @@ def _outline_quads(edges: np.ndarray, min_area: float, limit: int = 4) -> list[n
                 break
             quad = _quad_from_contour(c)
             if quad is not None:
+                quads.append(quad)
+                if cv2.contourArea(c) < 0.93 * quad_area(quad) or group is outer:
+                    quads += _stretch_quads(c, min_area)
+    return quads
+
+
+def _stretch_quads(contour: np.ndarray, min_area: float, stretches: int = 7) -> list[np.ndarray]:
+    """Quads bounded by the lines of four of the contour's longest straight stretches, taken
+    in the contour's order."""
+    peri = cv2.arcLength(contour, True)
+    poly = cv2.approxPolyDP(contour, 0.01 * peri, True).reshape(-1, 2).astype(np.float64)
+    if len(poly) <= 4:
+        return []
+    ends = np.roll(poly, -1, axis=0)
+    lengths = np.linalg.norm(ends - poly, axis=1)
+    keep = np.sort(np.argsort(lengths)[::-1][:stretches])
+    keep = keep[lengths[keep] > 0.05 * peri]
+    if len(keep) < 4:
+        return []
+    quads = []
+    for combo in itertools.combinations(keep, 4):
+        corners = []
+        for i in range(4):
+            a, b = combo[i - 1], combo[i]
+            p1, d1 = poly[a], ends[a] - poly[a]
+            p2, d2 = poly[b], ends[b] - poly[b]
+            m = np.array([d1, -d2]).T
+            det = np.linalg.det(m)
+            if abs(det) < 1e-6 * (np.linalg.norm(d1) * np.linalg.norm(d2)):
+                break
+            t = np.linalg.solve(m, p2 - p1)
+            corners.append(p1 + t[0] * d1)
+        if len(corners) == 4:
+            quad = np.array(corners)
+            if is_convex(quad) and quad_area(quad) >= min_area:
                 quads.append(quad)
     return quads
 
@@ -215,27 +259,36 @@ class PageDetector:
     # -- scoring ------------------------------------------------------------------------------
 
     @staticmethod
-    def _side_support(grad: np.ndarray, quad: np.ndarray, samples: int = 24,
-                      threshold: float = SUPPORT_THRESHOLD) -> list[float]:
-        """Per side, the fraction of points along it where the gradient is strong."""
-        h, w = grad.shape
-        out = []
-        for i in range(4):
-            a, b = quad[i], quad[(i + 1) % 4]
-            t = np.linspace(0.1, 0.9, samples)[:, None]
-            pts = a + (b - a) * t
-            xs = np.clip(np.round(pts[:, 0]).astype(int), 0, w - 1)
-            ys = np.clip(np.round(pts[:, 1]).astype(int), 0, h - 1)
-            best = np.zeros(samples, np.float32)
-            for dx in (-1, 0, 1):
-                for dy in (-1, 0, 1):
-                    best = np.maximum(best, grad[np.clip(ys + dy, 0, h - 1),
-                                                 np.clip(xs + dx, 0, w - 1)])
-            out.append(float((best > threshold).mean()))
-        return out
+    def _side_support(smooth_log: np.ndarray, quad: np.ndarray, samples: int = 24,
+                      offset: float = STEP_OFFSET) -> list[float]:
+        """Per side, the fraction of points along it where the image steps from inside to
+        outside as a paper's edge does: by at least ``STEP_MIN`` (log units, so a shadow over
+        both sides does not change it), the same way round all along the quad. A printed line
+        (a form's frame, a mat's grid) is bright or dark on both sides and is no step."""
+        h, w = smooth_log.shape
+        quad = order_corners(quad)
+        t = np.linspace(0.1, 0.9, samples)[None, :, None]
+        a = quad[:, None, :]
+        b = np.roll(quad, -1, axis=0)[:, None, :]
+        along = b - a
+        normal = np.stack([-along[..., 1], along[..., 0]], axis=-1)
+        normal /= np.linalg.norm(normal, axis=-1, keepdims=True) + 1e-9  # points inside
+        base = a + along * t
+        inside = (base + offset * normal).reshape(1, -1, 2).astype(np.float32)
+        outside = (base - offset * normal).reshape(1, -1, 2).astype(np.float32)
+        inside_v = cv2.remap(smooth_log, inside, None, cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+        outside_v = cv2.remap(smooth_log, outside, None, cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+        step = (inside_v - outside_v).reshape(4, samples)
+        off_frame = ((outside[0, :, 0] < 0) | (outside[0, :, 0] > w - 1)
+                     | (outside[0, :, 1] < 0) | (outside[0, :, 1] > h - 1)).reshape(4, samples)
+        sign = 1.0 if float(np.median(step)) >= 0 else -1.0
+        good = (step * sign > STEP_MIN) & ~off_frame
+        return [float(v) for v in good.mean(axis=1)]
 
-    def _score(self, grad: np.ndarray, quad: np.ndarray) -> tuple[float, list[float]]:
-        h, w = grad.shape
+    def _score(self, smooth_log: np.ndarray, quad: np.ndarray) -> tuple[float, list[float]]:
+        h, w = smooth_log.shape
         quad = order_corners(quad)
         area = quad_area(quad)
         if not is_convex(quad) or not (self.min_area_fraction * w * h <= area
@@ -247,7 +300,7 @@ class PageDetector:
             cos = float(np.dot(v1, v2) / (np.linalg.norm(v1) * np.linalg.norm(v2) + 1e-9))
             if abs(cos) > 0.45:
                 return 0.0, []
-        support = self._side_support(grad, quad)
+        support = self._side_support(smooth_log, quad)
         cw, ch = corrected_size(quad)
         aspect = max(cw, ch) / max(1, min(cw, ch))
         aspect_bonus = 1.0 if min(abs(aspect - A4_ASPECT), abs(aspect - ID_CARD_ASPECT)) < 0.1 \
@@ -332,9 +385,6 @@ class PageDetector:
         gray = _to_gray(work)
         log_gray = cv2.LUT(gray, _SHADE_TABLE)
         smooth = cv2.GaussianBlur(log_gray, (0, 0), 1.0)
-        gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3)
-        gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
-        grad = cv2.addWeighted(cv2.absdiff(gx, 0), 0.5, cv2.absdiff(gy, 0), 0.5, 0)
         min_area = self.min_area_fraction * gray.size
         candidates: list[tuple[str, np.ndarray]] = []
         for ref_mask in (self._reference_masks(work) or []) if work.ndim == 3 else []:
@@ -349,12 +399,21 @@ class PageDetector:
                 cv2.bitwise_or(_skin_mask(work), _glare_mask(work))))
             candidates += [("brightness", q) for q in _contours_to_quads(bright, min_area)]
         candidates += [("edges", q) for q in _contours_to_quads(self._edge_mask(gray), min_area)]
+        # score every candidate as found, keep the few best distinct ones, refine only those
+        coarse_scored = sorted(((self._score(smooth, q)[0], source, q)
+                                for source, q in candidates), key=lambda c: -c[0])
+        shortlist: list[tuple[str, np.ndarray]] = []
+        for coarse_score, source, q in coarse_scored:
+            if len(shortlist) == REFINED_CANDIDATES or (coarse_score <= 0 and shortlist):
+                break
+            if all(iou(q, kept) < 0.97 for _, kept in shortlist):
+                shortlist.append((source, q))
         best: tuple[float, str, np.ndarray, list[float]] | None = None
-        for source, coarse in candidates:
+        for source, coarse in shortlist:
             quad = coarse
             if refine:  # coarse to fine: a blob stuck to one side is shed by the line fit
                 quad = self.refine(log_gray, self.refine(log_gray, coarse, radius=10), radius=3)
-            score, support = self._score(grad, quad)
+            score, support = self._score(smooth, quad)
             if best is None or score > best[0]:
                 best = (score, source, quad, support)
         ms = (time.perf_counter() - started) * 1000
