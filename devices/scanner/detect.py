@@ -35,8 +35,12 @@ WORK_WIDTH = 480
 STEP_MIN = 5.0
 """Smallest step (100 x log units: 5 is a 5 % change of brightness) across a side for a point
 of it to count as on the paper's edge."""
+PAPER_TOLERANCE = 12.0
+"""How much darker (100 x log units) a band may be than the page inside and still be paper."""
 REFINED_CANDIDATES = 4
 """How many of the best distinct candidates are refined and scored again."""
+OUTER_SCORE_RATIO = 0.85
+"""A quad around the best one wins if it scores at least this share of the best score."""
 STEP_OFFSET = 3.0
 """How far inside and outside a side (work pixels) the step is measured."""
 _LOG_TABLE = np.log(np.arange(256, dtype=np.float32) + 8)
@@ -136,24 +140,29 @@ def _stretch_quads(contour: np.ndarray, min_area: float, stretches: int = 7) -> 
     keep = keep[lengths[keep] > 0.05 * peri]
     if len(keep) < 4:
         return []
+    combos = np.array(list(itertools.combinations(keep, 4)))  # combo, side
+    p = poly[combos]
+    d = ends[combos] - p
+    # corner i is where side i-1 meets side i: p1 + s d1 = p2 + u d2
+    p1, d1 = np.roll(p, 1, axis=1), np.roll(d, 1, axis=1)
+    cross = d1[..., 0] * d[..., 1] - d1[..., 1] * d[..., 0]
+    diff = p - p1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        along = (diff[..., 0] * d[..., 1] - diff[..., 1] * d[..., 0]) / cross
+    corners = p1 + along[..., None] * d1
+    parallel = np.abs(cross) < 0.05 * np.linalg.norm(d1, axis=-1) * np.linalg.norm(d, axis=-1)
     quads = []
-    for combo in itertools.combinations(keep, 4):
-        corners = []
-        for i in range(4):
-            a, b = combo[i - 1], combo[i]
-            p1, d1 = poly[a], ends[a] - poly[a]
-            p2, d2 = poly[b], ends[b] - poly[b]
-            m = np.array([d1, -d2]).T
-            det = np.linalg.det(m)
-            if abs(det) < 1e-6 * (np.linalg.norm(d1) * np.linalg.norm(d2)):
-                break
-            t = np.linalg.solve(m, p2 - p1)
-            corners.append(p1 + t[0] * d1)
-        if len(corners) == 4:
-            quad = np.array(corners)
-            if is_convex(quad) and quad_area(quad) >= min_area:
-                quads.append(quad)
+    for quad, bad in zip(corners, parallel.any(axis=1), strict=True):
+        if not bad and is_convex(quad) and quad_area(quad) >= min_area:
+            quads.append(quad)
     return quads
+
+
+def _contains(outer: np.ndarray, inner: np.ndarray, tolerance: float = 2.0) -> bool:
+    """Whether every corner of ``inner`` lies inside ``outer`` (or within ``tolerance`` px)."""
+    contour = np.asarray(outer, np.float32).reshape(-1, 1, 2)
+    return all(cv2.pointPolygonTest(contour, (float(x), float(y)), True) >= -tolerance
+               for x, y in inner)
 
 
 def _skin_mask(work: np.ndarray) -> np.ndarray:
@@ -311,6 +320,68 @@ class PageDetector:
         score = (0.7 * float(np.mean(support)) + 0.3 * min(support)) * aspect_bonus * size_bonus
         return score, support
 
+    @staticmethod
+    def grow(smooth_log: np.ndarray, quad: np.ndarray, samples: int = 24,
+             reach: float = 0.25) -> np.ndarray:
+        """Move each side outward to the outermost parallel paper edge within ``reach`` of
+        the quad's shorter side, if the band crossed on the way is paper (not darker than the
+        page inside): a form's printed frame or a text block is not the sheet's edge.
+
+        A side moves only to a line where the inside-to-outside step holds along as much of
+        the side as it did where it was."""
+        quad = order_corners(quad)
+        h, w = smooth_log.shape
+        a = quad
+        b = np.roll(quad, -1, axis=0)
+        along = b - a
+        lengths = np.linalg.norm(along, axis=1)
+        outward = np.stack([along[:, 1], -along[:, 0]], axis=-1) / (lengths[:, None] + 1e-9)
+        limit = max(4, int(reach * float(lengths.min())))
+        deltas = np.arange(0, limit + 1, dtype=np.float64)
+        t = np.linspace(0.1, 0.9, samples)
+        base = a[:, None, :] + along[:, None, :] * t[None, :, None]  # side, sample, xy
+
+        def sample(offsets: np.ndarray) -> np.ndarray:
+            """Log brightness at base + offset * outward; offsets per delta -> side, delta,
+            sample."""
+            pts = base[:, None, :, :] + offsets[None, :, None, None] * outward[:, None, None, :]
+            flat = pts.reshape(1, -1, 2).astype(np.float32)
+            values = cv2.remap(smooth_log, flat, None, cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=-1e4)
+            return np.asarray(values.reshape(4, len(offsets), samples))
+
+        inside = sample(deltas - STEP_OFFSET)
+        outside = sample(deltas + STEP_OFFSET)
+        band = sample(deltas / 2)
+        step = inside - outside
+        sign = 1.0 if float(np.median(step[:, 0])) >= 0 else -1.0
+        good = ((step * sign > STEP_MIN) & (outside > -1e3)).mean(axis=2)  # side, delta
+        # the band crossed is paper: no darker than the page just inside the side
+        paper = ((band - inside[:, :1, :]) * sign > -PAPER_TOLERANCE).mean(axis=2) > 0.8
+        lines = []
+        for i in range(4):
+            ok = (good[i] >= max(0.6, good[i, 0] - 0.1)) & paper[i]
+            ok[0] = True
+            # the outward run of paper must be unbroken up to the chosen line
+            broken = np.flatnonzero(~paper[i])
+            last = int(broken[0]) if broken.size else len(deltas)
+            choices = np.flatnonzero(ok[:last + 1] if last < len(deltas) else ok)
+            delta = float(deltas[choices[-1]]) if choices.size else 0.0
+            lines.append((a[i] + delta * outward[i], along[i]))
+        corners = []
+        for i in range(4):
+            (p1, d1), (p2, d2) = lines[i - 1], lines[i]
+            m = np.array([d1, -d2]).T
+            if abs(np.linalg.det(m)) < 1e-9:
+                return quad
+            s = np.linalg.solve(m, p2 - p1)
+            corners.append(p1 + s[0] * d1)
+        grown = np.array(corners)
+        if not (np.all(grown >= -2) and np.all(grown[:, 0] <= w + 1)
+                and np.all(grown[:, 1] <= h + 1)):
+            return quad
+        return order_corners(grown)
+
     # -- refinement ---------------------------------------------------------------------------
 
     @staticmethod
@@ -408,14 +479,24 @@ class PageDetector:
                 break
             if all(iou(q, kept) < 0.97 for _, kept in shortlist):
                 shortlist.append((source, q))
-        best: tuple[float, str, np.ndarray, list[float]] | None = None
+        refined: list[tuple[float, str, np.ndarray, list[float]]] = []
         for source, coarse in shortlist:
             quad = coarse
             if refine:  # coarse to fine: a blob stuck to one side is shed by the line fit
                 quad = self.refine(log_gray, self.refine(log_gray, coarse, radius=10), radius=3)
+                grown = self.grow(smooth, quad)
+                if np.abs(grown - order_corners(quad)).max() > 1:
+                    quad = self.refine(log_gray, grown, radius=2)
             score, support = self._score(smooth, quad)
-            if best is None or score > best[0]:
-                best = (score, source, quad, support)
+            refined.append((score, source, quad, support))
+        refined.sort(key=lambda r: -r[0])
+        best = refined[0] if refined else None
+        if best is not None:  # the outermost well-supported quad around the best one
+            for candidate in refined[1:]:
+                if (candidate[0] >= OUTER_SCORE_RATIO * best[0]
+                        and quad_area(candidate[2]) > quad_area(best[2])
+                        and _contains(candidate[2], best[2])):
+                    best = candidate
         ms = (time.perf_counter() - started) * 1000
         if best is None or best[0] < 0.5:
             return Detection(False, ms=ms, score=best[0] if best else 0.0)
