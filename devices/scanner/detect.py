@@ -41,6 +41,8 @@ REFINED_CANDIDATES = 4
 """How many of the best distinct candidates are refined and scored again."""
 OUTER_SCORE_RATIO = 0.85
 """A quad around the best one wins if it scores at least this share of the best score."""
+EXTENSION_PENALTY = 0.6
+"""How much a side loses for each share of its extension past the corners that steps too."""
 STEP_OFFSET = 3.0
 """How far inside and outside a side (work pixels) the step is measured."""
 _LOG_TABLE = np.log(np.arange(256, dtype=np.float32) + 8)
@@ -276,7 +278,10 @@ class PageDetector:
         (a form's frame, a mat's grid) is bright or dark on both sides and is no step."""
         h, w = smooth_log.shape
         quad = order_corners(quad)
-        t = np.linspace(0.1, 0.9, samples)[None, :, None]
+        extension = samples // 3
+        t = np.concatenate([np.linspace(0.1, 0.9, samples),
+                            np.linspace(-0.3, -0.08, extension),
+                            np.linspace(1.08, 1.3, extension)])[None, :, None]
         a = quad[:, None, :]
         b = np.roll(quad, -1, axis=0)[:, None, :]
         along = b - a
@@ -289,12 +294,20 @@ class PageDetector:
                              borderMode=cv2.BORDER_REPLICATE)
         outside_v = cv2.remap(smooth_log, outside, None, cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
-        step = (inside_v - outside_v).reshape(4, samples)
-        off_frame = ((outside[0, :, 0] < 0) | (outside[0, :, 0] > w - 1)
-                     | (outside[0, :, 1] < 0) | (outside[0, :, 1] > h - 1)).reshape(4, samples)
-        sign = 1.0 if float(np.median(step)) >= 0 else -1.0
+        n = t.shape[1]
+        step = (inside_v - outside_v).reshape(4, n)
+        pts = np.concatenate([inside[0], outside[0]]).reshape(2, 4, n, 2)
+        off_frame = ((pts[..., 0] < 0) | (pts[..., 0] > w - 1) | (pts[..., 1] < 0)
+                     | (pts[..., 1] > h - 1)).any(axis=0)
+        sign = 1.0 if float(np.median(step[:, :samples])) >= 0 else -1.0
         good = (step * sign > STEP_MIN) & ~off_frame
-        return [float(v) for v in good.mean(axis=1)]
+        support = good[:, :samples].mean(axis=1)
+        # a side whose step runs on past its corners is a shadow's edge (or a stripe of the
+        # mat) crossing the paper, not the paper's own edge, which ends at its corners
+        on_frame = (~off_frame[:, samples:]).sum(axis=1)
+        runs_on = good[:, samples:].sum(axis=1) / np.maximum(on_frame, 1)
+        runs_on = np.where(on_frame >= extension // 2, runs_on, 0.0)
+        return [float(v) for v in np.clip(support - EXTENSION_PENALTY * runs_on, 0, 1)]
 
     def _score(self, smooth_log: np.ndarray, quad: np.ndarray) -> tuple[float, list[float]]:
         h, w = smooth_log.shape
