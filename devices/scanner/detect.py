@@ -273,9 +273,11 @@ class PageDetector:
     def _side_support(smooth_log: np.ndarray, quad: np.ndarray, samples: int = 24,
                       offset: float = STEP_OFFSET) -> list[float]:
         """Per side, the fraction of points along it where the image steps from inside to
-        outside as a paper's edge does: by at least ``STEP_MIN`` (log units, so a shadow over
-        both sides does not change it), the same way round all along the quad. A printed line
-        (a form's frame, a mat's grid) is bright or dark on both sides and is no step."""
+        outside as a paper's edge does: brighter inside by at least ``STEP_MIN`` (log units, so
+        a shadow over both sides does not change it). A printed line (a form's frame, a mat's
+        grid) is bright or dark on both sides and is no step; the outer flank of a form's
+        frame steps the wrong way round. Paper is taken to be lighter than the mat around it
+        (white, cream or pale paper and cards on the dark or grey mats of kiosks)."""
         h, w = smooth_log.shape
         quad = order_corners(quad)
         extension = samples // 3
@@ -299,8 +301,7 @@ class PageDetector:
         pts = np.concatenate([inside[0], outside[0]]).reshape(2, 4, n, 2)
         off_frame = ((pts[..., 0] < 0) | (pts[..., 0] > w - 1) | (pts[..., 1] < 0)
                      | (pts[..., 1] > h - 1)).any(axis=0)
-        sign = 1.0 if float(np.median(step[:, :samples])) >= 0 else -1.0
-        good = (step * sign > STEP_MIN) & ~off_frame
+        good = (step > STEP_MIN) & ~off_frame
         support = good[:, :samples].mean(axis=1)
         # a side whose step runs on past its corners is a shadow's edge (or a stripe of the
         # mat) crossing the paper, not the paper's own edge, which ends at its corners
@@ -367,13 +368,12 @@ class PageDetector:
         outside = sample(deltas + STEP_OFFSET)
         band = sample(deltas / 2)
         step = inside - outside
-        sign = 1.0 if float(np.median(step[:, 0])) >= 0 else -1.0
-        good = ((step * sign > STEP_MIN) & (outside > -1e3)).mean(axis=2)  # side, delta
+        good = ((step > STEP_MIN) & (outside > -1e3)).mean(axis=2)  # side, delta
         # the band crossed is paper: no darker than the page just inside the side
-        paper = ((band - inside[:, :1, :]) * sign > -PAPER_TOLERANCE).mean(axis=2) > 0.8
+        paper = (band - inside[:, :1, :] > -PAPER_TOLERANCE).mean(axis=2) > 0.8
         lines = []
         for i in range(4):
-            ok = (good[i] >= max(0.6, good[i, 0] - 0.1)) & paper[i]
+            ok = (good[i] >= max(0.6, 0.8 * good[i, 0])) & paper[i]
             ok[0] = True
             # the outward run of paper must be unbroken up to the chosen line
             broken = np.flatnonzero(~paper[i])
@@ -494,13 +494,16 @@ class PageDetector:
                 shortlist.append((source, q))
         refined: list[tuple[float, str, np.ndarray, list[float]]] = []
         for source, coarse in shortlist:
-            quad = coarse
+            versions = [coarse]
             if refine:  # coarse to fine: a blob stuck to one side is shed by the line fit
                 quad = self.refine(log_gray, self.refine(log_gray, coarse, radius=10), radius=3)
+                versions.append(quad)
                 grown = self.grow(smooth, quad)
                 if np.abs(grown - order_corners(quad)).max() > 1:
-                    quad = self.refine(log_gray, grown, radius=2)
-            score, support = self._score(smooth, quad)
+                    versions.append(self.refine(log_gray, grown, radius=2))
+            # a refinement that lost support (drawn to a shadow's edge) is not taken
+            scored = [(*self._score(smooth, q), q) for q in versions]
+            score, support, quad = max(scored, key=lambda v: v[0])
             refined.append((score, source, quad, support))
         refined.sort(key=lambda r: -r[0])
         best = refined[0] if refined else None
