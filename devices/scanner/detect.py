@@ -112,7 +112,7 @@ def _outline_quads(edges: np.ndarray, min_area: float, limit: int = 4) -> list[n
     four of its long straight stretches."""
     edges = cv2.dilate(edges, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
     contours, hierarchy = cv2.findContours(edges, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    if hierarchy is None:
+    if len(contours) == 0:
         return []
     holes = [c for c, hier in zip(contours, hierarchy[0], strict=True) if hier[3] >= 0]
     outer = [c for c, hier in zip(contours, hierarchy[0], strict=True) if hier[3] < 0]
@@ -149,15 +149,25 @@ def _stretch_quads(contour: np.ndarray, min_area: float, stretches: int = 7) -> 
     p1, d1 = np.roll(p, 1, axis=1), np.roll(d, 1, axis=1)
     cross = d1[..., 0] * d[..., 1] - d1[..., 1] * d[..., 0]
     diff = p - p1
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # parallel sides are dropped below
         along = (diff[..., 0] * d[..., 1] - diff[..., 1] * d[..., 0]) / cross
-    corners = p1 + along[..., None] * d1
+        corners = p1 + along[..., None] * d1
     parallel = np.abs(cross) < 0.05 * np.linalg.norm(d1, axis=-1) * np.linalg.norm(d, axis=-1)
     quads = []
     for quad, bad in zip(corners, parallel.any(axis=1), strict=True):
         if not bad and is_convex(quad) and quad_area(quad) >= min_area:
             quads.append(quad)
     return quads
+
+
+def _sample(image: np.ndarray, points: np.ndarray, border: int = cv2.BORDER_REPLICATE,
+            border_value: float = 0.0) -> np.ndarray:
+    """Bilinear samples of a one-channel image at float (x, y) points (any leading shape)."""
+    flat = np.asarray(points, np.float32).reshape(1, -1, 2)
+    values = cv2.remap(image, np.ascontiguousarray(flat[..., 0]),
+                       np.ascontiguousarray(flat[..., 1]), cv2.INTER_LINEAR,
+                       borderMode=border, borderValue=border_value)
+    return np.asarray(values).reshape(points.shape[:-1])
 
 
 def _contains(outer: np.ndarray, inner: np.ndarray, tolerance: float = 2.0) -> bool:
@@ -290,15 +300,9 @@ class PageDetector:
         normal = np.stack([-along[..., 1], along[..., 0]], axis=-1)
         normal /= np.linalg.norm(normal, axis=-1, keepdims=True) + 1e-9  # points inside
         base = a + along * t
-        inside = (base + offset * normal).reshape(1, -1, 2).astype(np.float32)
-        outside = (base - offset * normal).reshape(1, -1, 2).astype(np.float32)
-        inside_v = cv2.remap(smooth_log, inside, None, cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REPLICATE)
-        outside_v = cv2.remap(smooth_log, outside, None, cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
-        n = t.shape[1]
-        step = (inside_v - outside_v).reshape(4, n)
-        pts = np.concatenate([inside[0], outside[0]]).reshape(2, 4, n, 2)
+        pts = np.stack([base + offset * normal, base - offset * normal])  # in/out, side, t, xy
+        values = _sample(smooth_log, pts)
+        step = values[0] - values[1]
         off_frame = ((pts[..., 0] < 0) | (pts[..., 0] > w - 1) | (pts[..., 1] < 0)
                      | (pts[..., 1] > h - 1)).any(axis=0)
         good = (step > STEP_MIN) & ~off_frame
@@ -359,10 +363,7 @@ class PageDetector:
             """Log brightness at base + offset * outward; offsets per delta -> side, delta,
             sample."""
             pts = base[:, None, :, :] + offsets[None, :, None, None] * outward[:, None, None, :]
-            flat = pts.reshape(1, -1, 2).astype(np.float32)
-            values = cv2.remap(smooth_log, flat, None, cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=-1e4)
-            return np.asarray(values.reshape(4, len(offsets), samples))
+            return _sample(smooth_log, pts, cv2.BORDER_CONSTANT, -1e4)
 
         inside = sample(deltas - STEP_OFFSET)
         outside = sample(deltas + STEP_OFFSET)

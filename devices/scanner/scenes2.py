@@ -77,6 +77,13 @@ class Spec2:
     kind: PageKind = PageKind.A4_PORTRAIT
     size: tuple[int, int] = (960, 720)
     """Frame width and height in pixels."""
+    mat: MatKind | None = None
+    """Force the mat (None: drawn from the seed, as every factor below)."""
+    shadow: ShadowKind | None = None
+    glare: bool | None = None
+    overlap: bool | None = None
+    rotation: float | None = None
+    """Force the paper's in-plane rotation, degrees."""
 
 
 @dataclass(frozen=True)
@@ -120,10 +127,10 @@ PAPERS = ((246, 248, 250), (232, 240, 246), (214, 236, 246), (240, 236, 226), (2
 # -- paper ---------------------------------------------------------------------------------------
 
 def _fibre(rng: np.random.Generator, shape: tuple[int, int], amount: float) -> np.ndarray:
-    """Paper fibre: fine noise stretched along a random direction, as a multiplicative field."""
+    """Paper fibre: fine noise stretched along the sheet's width, as a multiplicative field."""
     h, w = shape
-    small = rng.normal(0, 1, (max(8, h // 3), max(8, w // 3))).astype(np.float32)
-    small = cv2.GaussianBlur(small, (0, 0), sigmaX=1.6, sigmaY=0.5)
+    noise = rng.normal(0, 1, (max(8, h // 3), max(8, w // 3))).astype(np.float32)
+    small = cv2.GaussianBlur(noise, (0, 0), sigmaX=1.6, sigmaY=0.5)
     fibre = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     return np.asarray(1 + amount * fibre, np.float32)
 
@@ -150,7 +157,8 @@ def render_form(rng: np.random.Generator, width: int, landscape: bool) -> tuple[
     paper = PAPERS[int(rng.integers(len(PAPERS)))]
     img = np.full((height, width, 3), paper, np.uint8)
     mm = min(width, height) / 210
-    ink = tuple(int(v) for v in rng.integers(5, 60, 3))
+    r, g, b = (int(v) for v in rng.integers(5, 60, 3))
+    ink = (r, g, b)
     margin = int(rng.uniform(10, 25) * mm)
     framed = bool(rng.random() < 0.6)
     line_h = max(3, int(2.6 * mm))
@@ -202,7 +210,8 @@ def render_card(rng: np.random.Generator, width: int) -> np.ndarray:
     height = round(width * 54 / 85.6)
     mm = width / 85.6
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.array(rng.choice([[232, 222, 214], [226, 232, 236], [214, 226, 236]]), np.float32)
+    bases = ((232, 222, 214), (226, 232, 236), (214, 226, 236))
+    base = np.array(bases[int(rng.integers(len(bases)))], np.float32)
     wave = 6 * np.sin(xx / (2.2 * mm) + 3 * np.sin(yy / (7 * mm)))
     img = np.clip(base[None, None, :] + wave[..., None], 0, 255).astype(np.uint8)
     ink = (40, 40, 40)
@@ -211,13 +220,13 @@ def render_card(rng: np.random.Generator, width: int) -> np.ndarray:
                       (170, 180, 200), -1)
         cv2.ellipse(img, (int(69 * mm), int(22 * mm)), (int(7 * mm), int(9 * mm)), 0, 0, 360,
                     (90, 120, 160), -1)
-        rows = (8, 15, 22, 30, 38, 47)
+        rows: tuple[int, ...] = (8, 15, 22, 30, 38, 47)
     else:  # the emblem side
         cv2.circle(img, (int(14 * mm), int(14 * mm)), int(9 * mm), (30, 40, 190), -1)
         rows = (14, 24, 40, 46)
     for r in rows:
         _greek_line(img, rng, int(6 * mm), int(r * mm), int(52 * mm), max(2, int(2.4 * mm)), ink)
-    return img
+    return np.asarray(img)
 
 
 # -- the room ------------------------------------------------------------------------------------
@@ -374,13 +383,15 @@ MAT_ODDS = {Level.EASY: (0.7, 0.1, 0.1, 0.1), Level.MEDIUM: (0.3, 0.3, 0.2, 0.2)
 
 
 def _place(rng: np.random.Generator, size: tuple[int, int], pw: float, ph: float,
-           max_rotation: float, keystone: np.ndarray) -> tuple[np.ndarray, float]:
+           max_rotation: float, keystone: np.ndarray, rotation: float | None = None
+           ) -> tuple[np.ndarray, float]:
     """Corners (on the mat) of a pw x ph paper, rotated, fully inside the frame as the camera
     sees it (``keystone``), with room for a curl."""
     w, h = size
     room = 0.025 * w
     for _ in range(200):
         angle = rng.uniform(-max_rotation, max_rotation)
+        angle = angle if rotation is None else rotation
         a = math.radians(angle)
         rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
         corners = np.array([[-pw / 2, -ph / 2], [pw / 2, -ph / 2], [pw / 2, ph / 2],
@@ -405,7 +416,9 @@ def render_scene2(spec: Spec2) -> Scene2:
     w, h = spec.size
     odds = ODDS[spec.level]
     s = w / 960  # all pixel quantities are given for a 960 px wide frame
+    # every factor is drawn, forced or not (a forced factor can still change later draws)
     mat_kind = MatKind(list(MatKind)[int(rng.choice(4, p=MAT_ODDS[spec.level]))])
+    mat_kind = spec.mat or mat_kind
     mat = render_mat(rng, spec.size, mat_kind)
 
     # the paper to find, and perhaps another one partly under it
@@ -421,10 +434,11 @@ def render_scene2(spec: Spec2) -> Scene2:
         flat, framed = render_form(rng, int(long_px / (297 / 210) * 1.25), landscape)
         pw, ph = (long_px, long_px * 210 / 297) if landscape else (long_px * 210 / 297, long_px)
     keystone = _keystone(rng, spec.size, odds.keystone)
-    on_mat, rotation = _place(rng, spec.size, pw, ph, odds.rotation, keystone)
+    on_mat, rotation = _place(rng, spec.size, pw, ph, odds.rotation, keystone, spec.rotation)
 
     layers: list[tuple[np.ndarray, np.ndarray]] = []  # (flat paper, its corners on the mat)
     overlap = bool(rng.random() < odds.overlap)
+    overlap = overlap if spec.overlap is None else spec.overlap
     if overlap:
         other_w = rng.uniform(0.35, 0.6) * w
         other = render_form(rng, int(other_w), bool(rng.random() < 0.5))[0] \
@@ -446,7 +460,8 @@ def render_scene2(spec: Spec2) -> Scene2:
     height_map = np.zeros((h, w), np.float32)
     paper_alpha = np.zeros((h, w), np.float32)
     curl_amount = rng.uniform(0.3, 1.0) * odds.curl * s
-    target_lift = None
+    target_lift: np.ndarray = np.zeros((h, w), np.float32)  # both set by the last layer
+    target_img = _project(keystone, on_mat)
     for i, (sheet, corners_mat) in enumerate(layers):
         corners_img = _project(keystone, corners_mat)
         fh, fw = sheet.shape[:2]
@@ -471,12 +486,12 @@ def render_scene2(spec: Spec2) -> Scene2:
             if i == len(layers) - 1:
                 alpha = cv2.warpPerspective(round_mask.astype(np.float32) / 255, hom, spec.size,
                                             flags=cv2.INTER_LINEAR)
-        a = alpha[..., None]
-        albedo = albedo * (1 - a) + warped.astype(np.float32) * a
+        coverage = alpha[..., None]
+        albedo = albedo * (1 - coverage) + warped.astype(np.float32) * coverage
         height_map = height_map * (1 - alpha) + lift * alpha
         paper_alpha = np.maximum(paper_alpha, alpha)
         if i == len(layers) - 1:
-            target_lift = lift
+            target_lift = np.asarray(lift, np.float32)
             target_img = corners_img
 
     # the lamp: position above the mat, size (radius) of its diffuser
@@ -484,6 +499,7 @@ def render_scene2(spec: Spec2) -> Scene2:
                      rng.uniform(1.2, 2.0) * w])
     camera = np.array([w / 2, h / 2, 1.3 * w])
     glare = bool(rng.random() < odds.glare)
+    glare = glare if spec.glare is None else spec.glare
     if glare:  # put the lamp where its mirror image in the paper reaches the camera
         spot = target_img.mean(axis=0) + rng.normal(0, 0.15, 2) * (pw, ph)
         # mirror point M = (L_xy * C_z + C_xy * L_z) / (L_z + C_z)  =>  L_xy from M
@@ -491,6 +507,7 @@ def render_scene2(spec: Spec2) -> Scene2:
     shadow_kind = ShadowKind.NONE
     if rng.random() < odds.shadow:
         shadow_kind = ShadowKind.HARD if rng.random() < 0.3 else ShadowKind.SOFT
+    shadow_kind = spec.shadow or shadow_kind
     lamp_radius = rng.uniform(0.08, 0.25) * w if shadow_kind is not ShadowKind.HARD \
         else rng.uniform(0.02, 0.05) * w
 
@@ -531,7 +548,6 @@ def render_scene2(spec: Spec2) -> Scene2:
     map_x = (xx - (xx - camera[0]) * shift).astype(np.float32)
     map_y = (yy - (yy - camera[1]) * shift).astype(np.float32)
     radiance = cv2.remap(radiance, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    assert target_lift is not None
     truth = target_img.copy()
     for _ in range(3):  # solve truth = corner + (truth - c) * lift / (C_z - lift)
         xs = np.clip(truth[:, 0], 0, w - 1).astype(int)
