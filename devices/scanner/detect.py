@@ -312,7 +312,18 @@ class PageDetector:
         on_frame = (~off_frame[:, samples:]).sum(axis=1)
         runs_on = good[:, samples:].sum(axis=1) / np.maximum(on_frame, 1)
         runs_on = np.where(on_frame >= extension // 2, runs_on, 0.0)
-        return [float(v) for v in np.clip(support - EXTENSION_PENALTY * runs_on, 0, 1)]
+        result = np.clip(support - EXTENSION_PENALTY * runs_on, 0, 1)
+        # a page running out of the picture: the side along the frame's edge has no step to
+        # show; it counts half as well as the page's other sides do (at most two such sides,
+        # and not for a quad that nearly fills the frame, as a mat's printed border would),
+        # enough to be found (and told to move in), never enough to beat a whole page
+        edge = base[:, :samples]
+        margin = offset + 1
+        cut = ((edge[..., 0] < margin) | (edge[..., 0] > w - 1 - margin)
+               | (edge[..., 1] < margin) | (edge[..., 1] > h - 1 - margin)).mean(axis=1) > 0.8
+        if 0 < cut.sum() <= 2 and quad_area(quad) < 0.75 * w * h:
+            result[cut] = 0.5 * float(result[~cut].mean())
+        return [float(v) for v in result]
 
     def _score(self, smooth_log: np.ndarray, quad: np.ndarray) -> tuple[float, list[float]]:
         h, w = smooth_log.shape
