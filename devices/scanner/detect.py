@@ -1,11 +1,16 @@
-"""Finding the page quadrilateral in a document camera frame.
+"""Finding the page quadrilateral in a document camera frame: the paper, not the strongest edge.
 
 A fixed overhead camera allows what a phone scanner cannot: a reference frame of the empty mat,
-recorded at install (``tongban devices scanner reference``). Candidates come from three masks
-on a downscaled frame (difference to the reference, edges, paper brightness); each candidate
-quad is scored by how strongly the image's gradient supports its four sides, its shape and its
-aspect; the best one is refined by fitting each side to the edge at the working resolution
-(sub-pixel, robust to a hand or a shadow over part of a side) and intersecting the lines.
+recorded at install (``tongban devices scanner reference``). Work is on a downscaled frame and
+on the logarithm of its brightness, where a shadow shifts both sides of an edge alike.
+Candidates come from masks (difference to the reference, paper brightness, edges) and from the
+closed outlines of edges in the log image and in its ratio to the reference, with quads from
+four long straight stretches of an outline that is no quad. Each candidate is scored by how
+much of each side steps from lighter inside to darker outside (less where the step runs on past
+the corners, as a shadow's edge does), its shape and its aspect; the best few are refined by
+fitting each side to the edge (sub-pixel, robust to a hand or a shadow over part of a side),
+grown outward over paper to the outermost edge (a form's frame is not the sheet's edge), and
+the outermost well-supported quad wins.
 """
 
 from __future__ import annotations
