@@ -67,7 +67,8 @@ class Detection:
     score: float = 0.0
     kind: PageKind = PageKind.OTHER
     source: str = ""
-    """Which candidate generator won: reference, edges, brightness."""
+    """Which candidate generator won: reference, reference-edges, shade-edges, brightness,
+    edges."""
     ms: float = 0.0
     side_support: list[float] = field(default_factory=list)
 
