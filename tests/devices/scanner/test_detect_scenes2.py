@@ -70,3 +70,11 @@ def test_form_on_a_light_mat_gives_the_sheet_not_its_printed_frame() -> None:
 ])
 def test_page_tilted_thirty_degrees(kind: PageKind, mat: MatKind, degrees: float) -> None:
     _assert_found(_scenes(kind, mat=mat, shadow=ShadowKind.NONE, rotation=degrees))
+
+
+@pytest.mark.xfail(strict=True, reason="open: 3 of these 4 cards are missed (before this work "
+                   "too); a pale card on a light mat is only a few per cent brighter than it, "
+                   "near the 5 % step; cause not pinned down, a colour (chroma) step may help")
+def test_id_card_under_a_shadow_on_a_light_mat_is_found() -> None:
+    _assert_found(_scenes(PageKind.ID_CARD, crossing=True, mat=MatKind.LIGHT,
+                          shadow=ShadowKind.SOFT))
