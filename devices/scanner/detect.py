@@ -1,15 +1,21 @@
-"""Finding the page quadrilateral in a document camera frame.
+"""Finding the page quadrilateral in a document camera frame: the paper, not the strongest edge.
 
 A fixed overhead camera allows what a phone scanner cannot: a reference frame of the empty mat,
-recorded at install (``tongban devices scanner reference``). Candidates come from three masks
-on a downscaled frame (difference to the reference, edges, paper brightness); each candidate
-quad is scored by how strongly the image's gradient supports its four sides, its shape and its
-aspect; the best one is refined by fitting each side to the edge at the working resolution
-(sub-pixel, robust to a hand or a shadow over part of a side) and intersecting the lines.
+recorded at install (``tongban devices scanner reference``). Work is on a downscaled frame and
+on the logarithm of its brightness, where a shadow shifts both sides of an edge alike.
+Candidates come from masks (difference to the reference, paper brightness, edges) and from the
+closed outlines of edges in the log image and in its ratio to the reference, with quads from
+four long straight stretches of an outline that is no quad. Each candidate is scored by how
+much of each side steps from lighter inside to darker outside (less where the step runs on past
+the corners, as a shadow's edge does), its shape and its aspect; the best few are refined by
+fitting each side to the edge (sub-pixel, robust to a hand or a shadow over part of a side),
+grown outward over paper to the outermost edge (a form's frame is not the sheet's edge), and
+the outermost well-supported quad wins.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,6 +29,7 @@ from devices.scanner.geometry import (
     PageKind,
     classify,
     corrected_size,
+    iou,
     is_convex,
     order_corners,
     quad_area,
@@ -30,8 +37,25 @@ from devices.scanner.geometry import (
 
 WORK_WIDTH = 480
 """Width of the downscaled frame where candidates are sought."""
+STEP_MIN = 5.0
+"""Smallest step (100 x log units: 5 is a 5 % change of brightness) across a side for a point
+of it to count as on the paper's edge."""
+PAPER_TOLERANCE = 12.0
+"""How much darker (100 x log units) a band may be than the page inside and still be paper."""
+REFINED_CANDIDATES = 4
+"""How many of the best distinct candidates are refined and scored again."""
+OUTER_SCORE_RATIO = 0.85
+"""A quad around the best one wins if it scores at least this share of the best score."""
+EXTENSION_PENALTY = 0.6
+"""How much a side loses for each share of its extension past the corners that steps too."""
+STEP_OFFSET = 3.0
+"""How far inside and outside a side (work pixels) the step is measured."""
 _LOG_TABLE = np.log(np.arange(256, dtype=np.float32) + 8)
 _MEAN3 = np.full((1, 3), 1 / 3, np.float32)
+_SHADE_TABLE = (100 * np.log(np.arange(256, dtype=np.float32) + 20)).astype(np.float32)
+"""Grey level to 100 x log: a shadow multiplies the light, so in this scale it shifts both
+sides of a paper's edge alike and the edge's step stays what the paper and the mat make it.
+The offset keeps the noise of dark pixels from being magnified into edges."""
 
 
 @dataclass
@@ -43,7 +67,8 @@ class Detection:
     score: float = 0.0
     kind: PageKind = PageKind.OTHER
     source: str = ""
-    """Which candidate generator won: reference, edges, brightness."""
+    """Which candidate generator won: reference, reference-edges, shade-edges, brightness,
+    edges."""
     ms: float = 0.0
     side_support: list[float] = field(default_factory=list)
 
@@ -78,6 +103,86 @@ def _contours_to_quads(mask: np.ndarray, min_area: float, limit: int = 3) -> lis
     return quads
 
 
+def _log_edges(log_image: np.ndarray, low: float = 8.0, high: float = 18.0) -> np.ndarray:
+    """Canny on a log image (thresholds in 100 x log units: a step of 0.1 is about 10)."""
+    blurred = cv2.GaussianBlur(log_image, (0, 0), 1.0)
+    dx = cv2.Sobel(blurred, cv2.CV_16S, 1, 0, ksize=3)
+    dy = cv2.Sobel(blurred, cv2.CV_16S, 0, 1, ksize=3)
+    return cv2.Canny(dx, dy, low, high, L2gradient=True)
+
+
+def _outline_quads(edges: np.ndarray, min_area: float, limit: int = 4) -> list[np.ndarray]:
+    """Quads from an edge map: the regions that closed outlines enclose (the inside of a
+    page's outline, whatever touches it from outside), the filled outer outlines, and for an
+    outline that is no quad (a page over another paper, a shadow joined to it) quads of
+    four of its long straight stretches."""
+    edges = cv2.dilate(edges, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
+    contours, hierarchy = cv2.findContours(edges, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if len(contours) == 0:
+        return []
+    holes = [c for c, hier in zip(contours, hierarchy[0], strict=True) if hier[3] >= 0]
+    outer = [c for c, hier in zip(contours, hierarchy[0], strict=True) if hier[3] < 0]
+    quads = []
+    for group in (holes, outer):
+        for c in sorted(group, key=cv2.contourArea, reverse=True)[:limit]:
+            if cv2.contourArea(c) < min_area:
+                break
+            quad = _quad_from_contour(c)
+            if quad is not None:
+                quads.append(quad)
+                if cv2.contourArea(c) < 0.93 * quad_area(quad) or group is outer:
+                    quads += _stretch_quads(c, min_area)
+    return quads
+
+
+def _stretch_quads(contour: np.ndarray, min_area: float, stretches: int = 7) -> list[np.ndarray]:
+    """Quads bounded by the lines of four of the contour's longest straight stretches, taken
+    in the contour's order."""
+    peri = cv2.arcLength(contour, True)
+    poly = cv2.approxPolyDP(contour, 0.01 * peri, True).reshape(-1, 2).astype(np.float64)
+    if len(poly) <= 4:
+        return []
+    ends = np.roll(poly, -1, axis=0)
+    lengths = np.linalg.norm(ends - poly, axis=1)
+    keep = np.sort(np.argsort(lengths)[::-1][:stretches])
+    keep = keep[lengths[keep] > 0.05 * peri]
+    if len(keep) < 4:
+        return []
+    combos = np.array(list(itertools.combinations(keep, 4)))  # combo, side
+    p = poly[combos]
+    d = ends[combos] - p
+    # corner i is where side i-1 meets side i: p1 + s d1 = p2 + u d2
+    p1, d1 = np.roll(p, 1, axis=1), np.roll(d, 1, axis=1)
+    cross = d1[..., 0] * d[..., 1] - d1[..., 1] * d[..., 0]
+    diff = p - p1
+    with np.errstate(divide="ignore", invalid="ignore"):  # parallel sides are dropped below
+        along = (diff[..., 0] * d[..., 1] - diff[..., 1] * d[..., 0]) / cross
+        corners = p1 + along[..., None] * d1
+    parallel = np.abs(cross) < 0.05 * np.linalg.norm(d1, axis=-1) * np.linalg.norm(d, axis=-1)
+    quads = []
+    for quad, bad in zip(corners, parallel.any(axis=1), strict=True):
+        if not bad and is_convex(quad) and quad_area(quad) >= min_area:
+            quads.append(quad)
+    return quads
+
+
+def _sample(image: np.ndarray, points: np.ndarray, border: int = cv2.BORDER_REPLICATE,
+            border_value: float = 0.0) -> np.ndarray:
+    """Bilinear samples of a one-channel image at float (x, y) points (any leading shape)."""
+    flat = np.asarray(points, np.float32).reshape(1, -1, 2)
+    values = cv2.remap(image, np.ascontiguousarray(flat[..., 0]),
+                       np.ascontiguousarray(flat[..., 1]), cv2.INTER_LINEAR,
+                       borderMode=border, borderValue=border_value)
+    return np.asarray(values).reshape(points.shape[:-1])
+
+
+def _contains(outer: np.ndarray, inner: np.ndarray, tolerance: float = 2.0) -> bool:
+    """Whether every corner of ``inner`` lies inside ``outer`` (or within ``tolerance`` px)."""
+    contour = np.asarray(outer, np.float32).reshape(-1, 1, 2)
+    return all(cv2.pointPolygonTest(contour, (float(x), float(y)), True) >= -tolerance
+               for x, y in inner)
+
+
 def _skin_mask(work: np.ndarray) -> np.ndarray:
     """Hands and arms (skin tones in YCrCb), dilated a little."""
     ycrcb = cv2.cvtColor(work, cv2.COLOR_BGR2YCrCb)
@@ -102,6 +207,7 @@ class PageDetector:
         self.min_area_fraction = min_area_fraction
         self.max_area_fraction = max_area_fraction
         self._reference_work: np.ndarray | None = None
+        self._reference_log: np.ndarray | None = None
         self._reference_shape: tuple[int, int] | None = None
         if reference is not None:
             self.set_reference(reference)
@@ -110,6 +216,7 @@ class PageDetector:
         """Record the empty mat (any resolution of the same camera view)."""
         work, _ = self._downscale(reference)
         self._reference_work = cv2.LUT(cv2.GaussianBlur(work, (5, 5), 0), _LOG_TABLE)
+        self._reference_log = cv2.LUT(_to_gray(work), _SHADE_TABLE)
         self._reference_shape = reference.shape[:2]
 
     @property
@@ -179,26 +286,53 @@ class PageDetector:
     # -- scoring ------------------------------------------------------------------------------
 
     @staticmethod
-    def _side_support(grad: np.ndarray, quad: np.ndarray, samples: int = 24) -> list[float]:
-        """Per side, the fraction of points along it where the gradient is strong."""
-        h, w = grad.shape
-        out = []
-        for i in range(4):
-            a, b = quad[i], quad[(i + 1) % 4]
-            t = np.linspace(0.1, 0.9, samples)[:, None]
-            pts = a + (b - a) * t
-            xs = np.clip(np.round(pts[:, 0]).astype(int), 0, w - 1)
-            ys = np.clip(np.round(pts[:, 1]).astype(int), 0, h - 1)
-            best = np.zeros(samples, np.float32)
-            for dx in (-1, 0, 1):
-                for dy in (-1, 0, 1):
-                    best = np.maximum(best, grad[np.clip(ys + dy, 0, h - 1),
-                                                 np.clip(xs + dx, 0, w - 1)])
-            out.append(float((best > 20).mean()))
-        return out
+    def _side_support(smooth_log: np.ndarray, quad: np.ndarray, samples: int = 24,
+                      offset: float = STEP_OFFSET) -> list[float]:
+        """Per side, the fraction of points along it where the image steps from inside to
+        outside as a paper's edge does: brighter inside by at least ``STEP_MIN`` (log units, so
+        a shadow over both sides does not change it). A printed line (a form's frame, a mat's
+        grid) is bright or dark on both sides and is no step; the outer flank of a form's
+        frame steps the wrong way round. Paper is taken to be lighter than the mat around it
+        (white, cream or pale paper and cards on the dark or grey mats of kiosks)."""
+        h, w = smooth_log.shape
+        quad = order_corners(quad)
+        extension = samples // 3
+        t = np.concatenate([np.linspace(0.1, 0.9, samples),
+                            np.linspace(-0.3, -0.08, extension),
+                            np.linspace(1.08, 1.3, extension)])[None, :, None]
+        a = quad[:, None, :]
+        b = np.roll(quad, -1, axis=0)[:, None, :]
+        along = b - a
+        normal = np.stack([-along[..., 1], along[..., 0]], axis=-1)
+        normal /= np.linalg.norm(normal, axis=-1, keepdims=True) + 1e-9  # points inside
+        base = a + along * t
+        pts = np.stack([base + offset * normal, base - offset * normal])  # in/out, side, t, xy
+        values = _sample(smooth_log, pts)
+        step = values[0] - values[1]
+        off_frame = ((pts[..., 0] < 0) | (pts[..., 0] > w - 1) | (pts[..., 1] < 0)
+                     | (pts[..., 1] > h - 1)).any(axis=0)
+        good = (step > STEP_MIN) & ~off_frame
+        support = good[:, :samples].mean(axis=1)
+        # a side whose step runs on past its corners is a shadow's edge (or a stripe of the
+        # mat) crossing the paper, not the paper's own edge, which ends at its corners
+        on_frame = (~off_frame[:, samples:]).sum(axis=1)
+        runs_on = good[:, samples:].sum(axis=1) / np.maximum(on_frame, 1)
+        runs_on = np.where(on_frame >= extension // 2, runs_on, 0.0)
+        result = np.clip(support - EXTENSION_PENALTY * runs_on, 0, 1)
+        # a page running out of the picture: the side along the frame's edge has no step to
+        # show; it counts half as well as the page's other sides do (at most two such sides,
+        # and not for a quad that nearly fills the frame, as a mat's printed border would),
+        # enough to be found (and told to move in), never enough to beat a whole page
+        edge = base[:, :samples]
+        margin = offset + 1
+        cut = ((edge[..., 0] < margin) | (edge[..., 0] > w - 1 - margin)
+               | (edge[..., 1] < margin) | (edge[..., 1] > h - 1 - margin)).mean(axis=1) > 0.8
+        if 0 < cut.sum() <= 2 and quad_area(quad) < 0.75 * w * h:
+            result[cut] = 0.5 * float(result[~cut].mean())
+        return [float(v) for v in result]
 
-    def _score(self, grad: np.ndarray, quad: np.ndarray) -> tuple[float, list[float]]:
-        h, w = grad.shape
+    def _score(self, smooth_log: np.ndarray, quad: np.ndarray) -> tuple[float, list[float]]:
+        h, w = smooth_log.shape
         quad = order_corners(quad)
         area = quad_area(quad)
         if not is_convex(quad) or not (self.min_area_fraction * w * h <= area
@@ -210,7 +344,7 @@ class PageDetector:
             cos = float(np.dot(v1, v2) / (np.linalg.norm(v1) * np.linalg.norm(v2) + 1e-9))
             if abs(cos) > 0.45:
                 return 0.0, []
-        support = self._side_support(grad, quad)
+        support = self._side_support(smooth_log, quad)
         cw, ch = corrected_size(quad)
         aspect = max(cw, ch) / max(1, min(cw, ch))
         aspect_bonus = 1.0 if min(abs(aspect - A4_ASPECT), abs(aspect - ID_CARD_ASPECT)) < 0.1 \
@@ -220,6 +354,64 @@ class PageDetector:
         size_bonus = 1 + 0.15 * math.sqrt(area / (w * h))
         score = (0.7 * float(np.mean(support)) + 0.3 * min(support)) * aspect_bonus * size_bonus
         return score, support
+
+    @staticmethod
+    def grow(smooth_log: np.ndarray, quad: np.ndarray, samples: int = 24,
+             reach: float = 0.25) -> np.ndarray:
+        """Move each side outward to the outermost parallel paper edge within ``reach`` of
+        the quad's shorter side, if the band crossed on the way is paper (not darker than the
+        page inside): a form's printed frame or a text block is not the sheet's edge.
+
+        A side moves only to a line where the inside-to-outside step holds along as much of
+        the side as it did where it was."""
+        quad = order_corners(quad)
+        h, w = smooth_log.shape
+        a = quad
+        b = np.roll(quad, -1, axis=0)
+        along = b - a
+        lengths = np.linalg.norm(along, axis=1)
+        outward = np.stack([along[:, 1], -along[:, 0]], axis=-1) / (lengths[:, None] + 1e-9)
+        limit = max(4, int(reach * float(lengths.min())))
+        deltas = np.arange(0, limit + 1, dtype=np.float64)
+        t = np.linspace(0.1, 0.9, samples)
+        base = a[:, None, :] + along[:, None, :] * t[None, :, None]  # side, sample, xy
+
+        def sample(offsets: np.ndarray) -> np.ndarray:
+            """Log brightness at base + offset * outward; offsets per delta -> side, delta,
+            sample."""
+            pts = base[:, None, :, :] + offsets[None, :, None, None] * outward[:, None, None, :]
+            return _sample(smooth_log, pts, cv2.BORDER_CONSTANT, -1e4)
+
+        inside = sample(deltas - STEP_OFFSET)
+        outside = sample(deltas + STEP_OFFSET)
+        band = sample(deltas / 2)
+        step = inside - outside
+        good = ((step > STEP_MIN) & (outside > -1e3)).mean(axis=2)  # side, delta
+        # the band crossed is paper: no darker than the page just inside the side
+        paper = (band - inside[:, :1, :] > -PAPER_TOLERANCE).mean(axis=2) > 0.8
+        lines = []
+        for i in range(4):
+            ok = (good[i] >= max(0.6, 0.8 * good[i, 0])) & paper[i]
+            ok[0] = True
+            # the outward run of paper must be unbroken up to the chosen line
+            broken = np.flatnonzero(~paper[i])
+            last = int(broken[0]) if broken.size else len(deltas)
+            choices = np.flatnonzero(ok[:last + 1] if last < len(deltas) else ok)
+            delta = float(deltas[choices[-1]]) if choices.size else 0.0
+            lines.append((a[i] + delta * outward[i], along[i]))
+        corners = []
+        for i in range(4):
+            (p1, d1), (p2, d2) = lines[i - 1], lines[i]
+            m = np.array([d1, -d2]).T
+            if abs(np.linalg.det(m)) < 1e-9:
+                return quad
+            s = np.linalg.solve(m, p2 - p1)
+            corners.append(p1 + s[0] * d1)
+        grown = np.array(corners)
+        if not (np.all(grown >= -2) and np.all(grown[:, 0] <= w + 1)
+                and np.all(grown[:, 1] <= h + 1)):
+            return quad
+        return order_corners(grown)
 
     # -- refinement ---------------------------------------------------------------------------
 
@@ -293,26 +485,52 @@ class PageDetector:
         h, w = frame.shape[:2]
         work, scale = self._downscale(frame)
         gray = _to_gray(work)
-        gx = cv2.Sobel(gray, cv2.CV_16S, 1, 0, ksize=3)
-        gy = cv2.Sobel(gray, cv2.CV_16S, 0, 1, ksize=3)
-        grad = cv2.addWeighted(cv2.convertScaleAbs(gx), 0.5, cv2.convertScaleAbs(gy), 0.5, 0)
+        log_gray = cv2.LUT(gray, _SHADE_TABLE)
+        smooth = cv2.GaussianBlur(log_gray, (0, 0), 1.0)
         min_area = self.min_area_fraction * gray.size
         candidates: list[tuple[str, np.ndarray]] = []
         for ref_mask in (self._reference_masks(work) or []) if work.ndim == 3 else []:
             candidates += [("reference", q) for q in _contours_to_quads(ref_mask, min_area)]
+        if self._reference_log is not None and self._reference_log.shape == log_gray.shape:
+            ratio = cv2.subtract(log_gray, self._reference_log)
+            candidates += [("reference-edges", q)
+                           for q in _outline_quads(_log_edges(ratio), min_area)]
+        candidates += [("shade-edges", q) for q in _outline_quads(_log_edges(log_gray), min_area)]
         if work.ndim == 3:
             bright = cv2.bitwise_and(self._brightness_mask(work), cv2.bitwise_not(
                 cv2.bitwise_or(_skin_mask(work), _glare_mask(work))))
             candidates += [("brightness", q) for q in _contours_to_quads(bright, min_area)]
         candidates += [("edges", q) for q in _contours_to_quads(self._edge_mask(gray), min_area)]
-        best: tuple[float, str, np.ndarray, list[float]] | None = None
-        for source, coarse in candidates:
-            quad = coarse
+        # score every candidate as found, keep the few best distinct ones, refine only those
+        coarse_scored = sorted(((self._score(smooth, q)[0], source, q)
+                                for source, q in candidates), key=lambda c: -c[0])
+        shortlist: list[tuple[str, np.ndarray]] = []
+        for coarse_score, source, q in coarse_scored:
+            if len(shortlist) == REFINED_CANDIDATES or (coarse_score <= 0 and shortlist):
+                break
+            if all(iou(q, kept) < 0.97 for _, kept in shortlist):
+                shortlist.append((source, q))
+        refined: list[tuple[float, str, np.ndarray, list[float]]] = []
+        for source, coarse in shortlist:
+            versions = [coarse]
             if refine:  # coarse to fine: a blob stuck to one side is shed by the line fit
-                quad = self.refine(gray, self.refine(gray, coarse, radius=10), radius=3)
-            score, support = self._score(grad, quad)
-            if best is None or score > best[0]:
-                best = (score, source, quad, support)
+                quad = self.refine(log_gray, self.refine(log_gray, coarse, radius=10), radius=3)
+                versions.append(quad)
+                grown = self.grow(smooth, quad)
+                if np.abs(grown - order_corners(quad)).max() > 1:
+                    versions.append(self.refine(log_gray, grown, radius=2))
+            # a refinement that lost support (drawn to a shadow's edge) is not taken
+            scored = [(*self._score(smooth, q), q) for q in versions]
+            score, support, quad = max(scored, key=lambda v: v[0])
+            refined.append((score, source, quad, support))
+        refined.sort(key=lambda r: -r[0])
+        best = refined[0] if refined else None
+        if best is not None:  # the outermost well-supported quad around the best one
+            for candidate in refined[1:]:
+                if (candidate[0] >= OUTER_SCORE_RATIO * best[0]
+                        and quad_area(candidate[2]) > quad_area(best[2])
+                        and _contains(candidate[2], best[2])):
+                    best = candidate
         ms = (time.perf_counter() - started) * 1000
         if best is None or best[0] < 0.5:
             return Detection(False, ms=ms, score=best[0] if best else 0.0)
