@@ -93,7 +93,8 @@ class ScriptedEngine(FaceEngine):
         return [Landmarks({"left_eye": eye(220), "right_eye": eye(140),
                            "nose_tip": [(196, 200)]})]
 
-    def encode(self, rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
+    def encode(self, rgb: np.ndarray, boxes: list[Box], *, jitters: int = 1
+               ) -> list[np.ndarray]:
         return [np.zeros(128)]
 
 
