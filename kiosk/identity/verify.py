@@ -58,7 +58,7 @@ class VerifyConfig(BaseModel):
     card_widths: list[int] = Field(default_factory=lambda: [300, 400], min_length=1,
                                    max_length=4, description="card photo encoded upsampled to "
                                                              "each width (encodings averaged)")
-    card_jitters: int = Field(10, ge=1, le=100, description="dlib jitters per card encoding")
+    card_jitters: int = Field(4, ge=1, le=100, description="dlib jitters per card encoding")
     mirror: bool = Field(True, description="encode each face mirrored too (averaged)")
     frames: int = Field(5, ge=1, le=30, description="fresh live frames examined after liveness")
     fuse: int = Field(5, ge=1, le=30, description="best usable live frames averaged into one "
