@@ -275,7 +275,8 @@ class Verifier:
             return VerificationResult(decision, None, self.config.threshold, (low, high),
                                       reasons or ["no frames"], verdicts, None, None, ms)
         chosen = usable[:self.config.fuse]
-        fused = np.mean([verdicts[i].encoding for i in chosen], axis=0)
+        fused = np.mean([v.encoding for i in chosen if (v := verdicts[i]).encoding is not None],
+                        axis=0)
         distance = self.engine.distance(fused, card.encoding)
         decision, reason = self.decide(distance)
         reasons = [reason, f"{len(chosen)} of {len(usable)} usable frames fused "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def test_each_challenge_is_random_and_has_its_own_id(engine: DlibEngine) -> None
     challenges = [LivenessChallenge(engine, rng=random.Random(i)) for i in range(40)]
     orders = {tuple(c.steps) for c in challenges}
     assert len(orders) == 4  # left-right, right-left, and one more turn back either way
-    assert all(a != b for order in orders for a, b in zip(order, order[1:], strict=False))
+    assert all(a != b for order in orders for a, b in itertools.pairwise(order))
     assert len({c.challenge_id for c in challenges}) == 40
     fixed = LivenessConfig(random_order=False)
     assert LivenessChallenge(engine, fixed).steps == [LivenessStep.TURN_LEFT,
