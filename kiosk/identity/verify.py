@@ -2,8 +2,9 @@
 into one encoding, and a decision from its distance with a review band where the clerk decides.
 
 The chip photo is small (face ~60 px) and JPEG-blurred, so its encoding is noisy: it is the
-mean of encodings at two upsampled sizes, mirrored and not, each with dlib's jitter. A live
-frame is encoded as itself and mirrored. The ``fuse`` best usable live frames (by sharpness,
+mean of encodings at two upsampled sizes, mirrored and not, each with dlib's jitter (once
+per card). A live frame is encoded once (``mirror_live`` adds its mirror image at twice the
+cost). The ``fuse`` best usable live frames (by sharpness,
 pose and size; the liveness challenge hands over its frontal frames) are averaged into one
 encoding; a frame far from the card among them (someone else stepping in) sends the case to
 the clerk instead of being averaged away.
@@ -59,7 +60,10 @@ class VerifyConfig(BaseModel):
                                    max_length=4, description="card photo encoded upsampled to "
                                                              "each width (encodings averaged)")
     card_jitters: int = Field(4, ge=1, le=100, description="dlib jitters per card encoding")
-    mirror: bool = Field(True, description="encode each face mirrored too (averaged)")
+    mirror: bool = Field(True, description="encode the card photo mirrored too (averaged)")
+    mirror_live: bool = Field(False, description="encode live frames mirrored too (doubles a "
+                                                 "frame's encoding time; fusing frames does "
+                                                 "most of the same)")
     frames: int = Field(5, ge=1, le=30, description="fresh live frames examined after liveness")
     fuse: int = Field(5, ge=1, le=30, description="best usable live frames averaged into one "
                                                   "encoding")
@@ -242,7 +246,7 @@ class Verifier:
         if verdict.quality.ok and card is not None:
             verdict.box = boxes[0]
             verdict.encoding = encode_face(self.engine, rgb, boxes[0],
-                                           mirror=self.config.mirror)
+                                           mirror=self.config.mirror_live)
             verdict.distance = self.engine.distance(verdict.encoding, card.encoding)
         return verdict
 
