@@ -339,6 +339,7 @@ class KioskService:
         screen hears pass, fail or "to the clerk", never a score: the record with the score
         and the evidence stills goes into the case package for the desk."""
         from kiosk.identity.record import build_record
+        from kiosk.identity.verify import CardPhotoError
 
         if self._card_photo is None:
             self.screen.extras["hint"] = "证件照片无法读取，请联系工作人员"
@@ -349,6 +350,10 @@ class KioskService:
             outcome = await asyncio.to_thread(self._face_blocking, self._card_photo, cancel)
         except CameraError:
             await self.event(ev.DeviceFault(device="face_camera"))
+            return
+        except CardPhotoError:  # the chip's photo has no face dlib can find
+            self.screen.extras["hint"] = "证件照片无法读取，请联系工作人员"
+            await self.event(ev.FaceResult(decision="no_face", liveness=False))
             return
         finally:
             cancel.set()
