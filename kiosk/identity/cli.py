@@ -137,7 +137,7 @@ def liveness(ctx: click.Context, source: str | None, steps: str | None, blink: b
     """Run a liveness challenge on a camera or a video; prompts go to stderr.
 
     JSON fields: passed, steps [{step, started_at, ended_at, passed, peak}], reasons,
-    frames, motion_px, simulated.
+    frames, motion_px, simulated, challenge_id, sequence (the steps asked, in order).
     """
     from kiosk.identity.engine import default_engine
 
