@@ -119,6 +119,8 @@ class FaceResult(SessionEvent):
     decision: str
     liveness: bool
     record: dict[str, Any] | None = None
+    challenge_id: str = Field("", max_length=64)
+    """The liveness challenge this result answers: each is accepted once."""
 
 
 class Captured(SessionEvent):

@@ -48,7 +48,14 @@ from kiosk.catalogue import Catalogue, Material
 from kiosk.config import KioskConfig
 from kiosk.media import CameraTrack, microphone_track
 from kiosk.package import CapturedFile, build_package, identity_document
-from kiosk.session import FACE_FAILED, Action, Session, State, TransitionError
+from kiosk.session import (
+    FACE_FAILED,
+    FACE_TO_CLERK,
+    Action,
+    Session,
+    State,
+    TransitionError,
+)
 from kiosk.spool import DeliveryRefused, Spool, deliver
 from kiosk.web import TouchScreen
 from signaling import protocol as p
@@ -100,7 +107,8 @@ class KioskService:
         self.simulated = self.kconf.simulated or devices.face.simulated
         self._engine = engine
         self.lock = asyncio.Lock()
-        self.session = Session(catalogue, now=clock(), last_touch=clock())
+        self.session = Session(catalogue, now=clock(), last_touch=clock(),
+                               face_attempts=config.face.attempts)
         self.screen = TouchScreen(self.session, self.kconf.work_dir / "speech",
                                   on_actions=self._carry_out, lock=self.lock)
         self.screen.videos.update(face=lambda: self._camera_jpeg("face"),
@@ -112,6 +120,8 @@ class KioskService:
         self.report = CallReport()
         self._files: list[CapturedFile] = []
         self._card_photo: np.ndarray | None = None
+        self._attempt_stills: list[bytes] = []
+        """The best still of each failed face check (they go to the clerk at the limit)."""
         self._case_id: str | None = None
         self._ticket_id: str | None = None
         self._rerequests = 0
@@ -328,8 +338,11 @@ class KioskService:
     # -- the face -------------------------------------------------------------------------
 
     async def _check_face(self) -> None:
-        """Liveness challenge, then the comparison with the card photo (on a thread)."""
+        """Liveness challenge, then the comparison with the card photo (on a thread). The
+        screen hears pass, fail or "to the clerk", never a score: the record with the score
+        and the evidence stills goes into the case package for the desk."""
         from kiosk.identity.record import build_record
+        from kiosk.identity.verify import CardPhotoError
 
         if self._card_photo is None:
             self.screen.extras["hint"] = "证件照片无法读取，请联系工作人员"
@@ -337,42 +350,62 @@ class KioskService:
             return
         cancel = threading.Event()  # set when this task ends, however it ends
         try:
-            result, liveness = await asyncio.to_thread(self._face_blocking, self._card_photo,
-                                                       cancel)
+            outcome = await asyncio.to_thread(self._face_blocking, self._card_photo, cancel)
         except CameraError:
             await self.event(ev.DeviceFault(device="face_camera"))
             return
+        except CardPhotoError:  # the chip's photo has no face dlib can find
+            self.screen.extras["hint"] = "证件照片无法读取，请联系工作人员"
+            await self.event(ev.FaceResult(decision="no_face", liveness=False))
+            return
         finally:
             cancel.set()
-        if result is None:
+        if outcome is None:
             return
-        record = build_record(result, self._card_photo, self.engine.versions, liveness,
-                              simulated=self.simulated)
+        result, liveness, signs = outcome
+        face = self.config.face
+        record = await asyncio.to_thread(
+            build_record, result, self._card_photo, self.engine.versions, liveness,
+            simulated=self.simulated, step_timeout=face.liveness.step_timeout,
+            replay_signs=signs, attempt=self.session.context.face_failures + 1,
+            earlier=list(self._attempt_stills))
+        passed = bool(liveness and liveness.passed) and result.decision.value in (
+            "match", "review")
+        if not passed:
+            still = record.evidence_jpegs.get("live_still.jpg") or \
+                record.evidence_jpegs.get("liveness_start.jpg", b"")
+            self._attempt_stills.append(still)
         self._files = [f for f in self._files if f.material is not None]
-        for name, data in (("card_photo.jpg", record.card_photo_jpeg),
-                           ("live_still.jpg", record.best_live_still_jpeg)):
-            if data:
-                self._files.append(CapturedFile(name, data))
-        passed = bool(liveness and liveness.passed)
-        self.screen.extras["hint"] = ("核验通过" if passed and result.decision.value in
-                                      ("match", "review") else FACE_FAILED)
-        await self.event(ev.FaceResult(decision=result.decision.value, liveness=passed,
-                                       record=record.to_json()))
+        files = {"card_photo.jpg": record.card_photo_jpeg, **record.evidence_jpegs}
+        self._files.extend(CapturedFile(name, data) for name, data in files.items() if data)
+        accepted = await self.event(ev.FaceResult(
+            decision=result.decision.value, liveness=bool(liveness and liveness.passed),
+            record=record.to_json(), challenge_id=liveness.challenge_id if liveness else ""))
+        if not accepted:
+            return
+        told = self.session.context.face
+        left = self.session.face_attempts - self.session.context.face_failures
+        self.screen.extras["hint"] = {
+            "pass": "核验通过", "clerk": FACE_TO_CLERK,
+        }.get(told or "", f"{FACE_FAILED}（还可以试 {left} 次）")
 
     def _face_blocking(self, card_photo: np.ndarray, cancel: threading.Event
-                       ) -> tuple[Any, Any]:
+                       ) -> tuple[Any, Any, list[str]] | None:
         from kiosk.identity.liveness import LivenessChallenge
+        from kiosk.identity.replay import assess_replay
         from kiosk.identity.verify import Verifier
 
         face = self.config.face
         camera = self.devices.face
         sim = camera.source if isinstance(camera.source, SimulatedFaceSource) else None
+        verifier = Verifier(self.engine, face)
+        card = verifier.prepare_card(card_photo)  # before the prompts: they need the engine
         challenge = LivenessChallenge(self.engine, face.liveness, simulated=camera.simulated)
         status = challenge.status()
         seq, started = 0, None
         while not status.done:
             if cancel.is_set():
-                return None, None
+                return None
             if sim is not None:
                 sim.step = status.step.value if status.step else None
             frame = camera.latest(seq)
@@ -387,18 +420,27 @@ class KioskService:
             sim.step = None
         self.screen.extras.pop("speak", None)
         self.screen.extras["hint"] = "请正对摄像头，正在比对"
-        verifier = Verifier(self.engine, face)
-        card = verifier.prepare_card(card_photo)
+        liveness = status.result
+        kept = liveness.frontal if liveness is not None else []
 
         def frames() -> Any:
             nonlocal seq
+            yield from kept  # the liveness step's sharpest frontal frames
             for _ in range(face.frames):
+                if cancel.is_set():
+                    return
                 frame = camera.latest(seq)
                 seq = frame.seq
-                yield frame.image, frame.t
+                yield frame.image, frame.t - (started or frame.t)
 
-        result = verifier.verify(card, frames())
-        return result, status.result
+        result = verifier.verify(card, frames(), limit=len(kept) + face.frames)
+        signs: set[str] = set()
+        for index in result.fused:
+            box = result.frames[index].box
+            if box is not None:
+                signs.update(s.value for s in assess_replay(result.stills[
+                    result.fused.index(index)], box).signs)
+        return result, liveness, sorted(signs)
 
     # -- the materials ------------------------------------------------------------------
 
@@ -766,6 +808,7 @@ class KioskService:
         await self._close_peer()
         self._files = []
         self._card_photo = None
+        self._attempt_stills = []
         self._case_id = None
         self._ticket_id = None
         self._rerequests = 0

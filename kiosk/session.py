@@ -71,6 +71,9 @@ PROMPTS: dict[State, str] = {
 }
 STILL_THERE = "您还在吗？请点击屏幕继续"
 FACE_FAILED = "没有核验通过，请再试一次"
+FACE_TO_CLERK = "请继续办理，工作人员会在视频中为您核对身份"
+FACE_ATTEMPTS = 3
+"""Face checks a session may try before the clerk is told (configurable: ``[face] attempts``)."""
 
 # seconds of inactivity before "are you still there?"; None: no inactivity timeout there
 IDLE_TIMEOUTS: dict[State, float | None] = {
@@ -91,6 +94,12 @@ class Context:
     by_proxy: bool = False
     card: dict[str, Any] | None = None
     verification: dict[str, Any] | None = None
+    face: str | None = None
+    """What the citizen is told of the face check: pass, fail or clerk (never a score)."""
+    face_failures: int = 0
+    """Face checks of this session that did not pass."""
+    challenges: set[str] = field(default_factory=set)
+    """Liveness challenges already answered (each is accepted once)."""
     materials: list[Material] = field(default_factory=list)
     index: int = 0
     captured: dict[str, int] = field(default_factory=dict)
@@ -123,6 +132,8 @@ class Session:
     asking_still_there: bool = False
     resume_to: State | None = None
     history: list[State] = field(default_factory=list)
+    face_attempts: int = FACE_ATTEMPTS
+    """Face checks before the case goes to the clerk marked as failed."""
 
     # -- the screen ---------------------------------------------------------------------------
 
@@ -135,6 +146,10 @@ class Session:
             out["prompt"] = STILL_THERE
         if self.state is State.CHOOSE_MATTER:
             out["centre"] = ctx.centre
+        if self.state in (State.VERIFY_FACE, State.CAPTURE) and ctx.face is not None:
+            out["face"] = ctx.face  # pass, fail or clerk: the score goes to the desk only
+            if self.state is State.VERIFY_FACE:
+                out["face_attempts_left"] = max(0, self.face_attempts - ctx.face_failures)
         if ctx.centre and self.state not in (State.IDLE, State.CHOOSE_CENTRE):
             found = self.catalogue.centre(ctx.centre)
             out["centre_name"] = found.name if found else ctx.centre
@@ -259,17 +274,37 @@ class Session:
         return []
 
     def _on_face_result(self, e: ev.FaceResult) -> list[Action]:
+        """The face check's outcome. A challenge answers once; a failure may be tried again
+        until ``face_attempts`` have failed, and then the case goes on to the clerk marked
+        as failed, with the stills of every attempt (never silently retried)."""
         self._expect(State.VERIFY_FACE)
-        self.context.verification = {"decision": e.decision, "liveness": e.liveness,
-                                     **(e.record or {})}
-        if e.decision in ("match", "review") and e.liveness:
-            self.context.index = 0
+        ctx = self.context
+        if e.challenge_id:
+            if e.challenge_id in ctx.challenges:
+                raise TransitionError("this liveness challenge was answered already")
+            ctx.challenges.add(e.challenge_id)
+        passed = e.decision in ("match", "review") and e.liveness
+        if not passed:
+            ctx.face_failures += 1
+        to_clerk = not passed and ctx.face_failures >= self.face_attempts
+        ctx.verification = {"decision": e.decision, "liveness": e.liveness,
+                            **(e.record or {}), "attempt": len(ctx.challenges) or 1,
+                            "failed_attempts": ctx.face_failures, "to_clerk": to_clerk}
+        if to_clerk:
+            ctx.verification["flag"] = f"face check failed {ctx.face_failures} times"
+        if passed or to_clerk:
+            ctx.face = "pass" if passed and e.decision == "match" else "clerk"
+            ctx.index = 0
             self._go(State.CAPTURE)
             return [Action.START_CAPTURE]
+        ctx.face = "fail"
         return []  # stays: the screen offers "try again" (retake) or "back"
 
     def _on_retake(self, e: ev.Retake) -> list[Action]:
         if self.state is State.VERIFY_FACE:
+            if self.context.face_failures >= self.face_attempts:
+                raise TransitionError("no face checks left: the clerk verifies")
+            self.context.face = None
             return [Action.START_FACE_CHECK]
         self._expect(State.CAPTURE)
         # retake: the pages of this material (the current one unless named) are dropped
@@ -430,6 +465,9 @@ class Session:
                  State.CLOSED: State.CHOOSE_MATTER, State.DEVICE_FAULT: State.IDLE}
         if self.state is State.CAPTURE:
             if self.context.index == 0:
+                if self.context.face_failures >= self.face_attempts:
+                    raise TransitionError("no face checks left: the clerk verifies")
+                self.context.face = None
                 self._go(State.VERIFY_FACE)
                 return [Action.START_FACE_CHECK]
             self.context.index -= 1

@@ -44,7 +44,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from remote_desk import audit
+from remote_desk import audit, facecheck
 from remote_desk.blobs import BlobError, BlobStore
 from remote_desk.cases import CaseConflict, CaseNotFound, CaseService, Decision, Filed
 from remote_desk.config import DeskConfig
@@ -262,6 +262,7 @@ class DeskApp:
         if self._anchoring is not None:
             self._anchoring.cancel()
             await asyncio.gather(self._anchoring, return_exceptions=True)
+        await self.cases.face_checker.close()
         await self.anchor_audit()  # the last entries of this run
         self.password_checks.close()
         await self.engine.dispose()
@@ -610,12 +611,14 @@ class DeskApp:
             case = self._may_see(s, await db.get(Case, request.match_info["case_id"]))
             files = (await db.execute(select(CaseFile).where(CaseFile.case_id == case.id))
                      ).scalars().all()
+            face_check = await facecheck.latest(db, case.id)  # the desk's re-check
             await append_audit(db, s.username, "view", case.id)
             await db.commit()
             # only packages whose Ed25519 signature and every hash verified are ever stored
             signature = {"verified": True, "kiosk_id": case.kiosk_id,
                          "manifest_sha256": case.manifest_sha256}
-            return web.json_response({**self._summary(case), "signature": signature, "files": [
+            return web.json_response({**self._summary(case), "signature": signature,
+                                      "face_check": face_check, "files": [
                 {"name": f.name, "material": f.material, "content_type": f.content_type,
                  "size": f.size, "sha256": f.sha256} for f in files]})
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import selectinload
 
 from remote_desk.blobs import BlobStore
 from remote_desk.db import append_audit
+from remote_desk.facecheck import FaceChecker
 from remote_desk.models import Case, CaseCounter, CaseFile, PendingTransfer, User
 from remote_desk.package import Manifest, ManifestFile
 from remote_desk.transitions import (
@@ -130,6 +131,8 @@ class CaseService:
         """The centres this desk serves: a case transferred elsewhere leaves it."""
         self.zone = ZoneInfo(timezone)
         """The centres' zone: case numbers count its days, deadlines its working days."""
+        self.face_checker = FaceChecker(db)
+        """Re-checks each filed package's face evidence (``remote_desk.facecheck``)."""
 
     # -- clerks ---------------------------------------------------------------------------------
 
@@ -252,9 +255,12 @@ class CaseService:
         """
         for _ in range(PACKAGE_ATTEMPTS):
             try:
-                return await self._receive_once(manifest, files, kiosk_id)
+                filed = await self._receive_once(manifest, files, kiosk_id)
             except _Lost:
                 continue  # the case changed under us: read it again and decide again
+            if filed is not Filed.ALREADY and not manifest.supplement:
+                self.face_checker.schedule(manifest.case_id, files)  # the desk's own look
+            return filed
         raise CaseConflict("the case kept changing while its papers arrived; send them again")
 
     async def _receive_once(self, manifest: Manifest, files: Mapping[str, bytes],

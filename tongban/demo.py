@@ -28,7 +28,6 @@ from typing import Any
 
 import click
 
-from kiosk.session import FACE_FAILED
 from tongban.output import emit
 from tongban.serving import StopSignal, run_interruptible, run_service
 
@@ -418,7 +417,7 @@ class KioskBot:
         deadline = time.monotonic() + 90
         screen = await self.screen()
         while screen["state"] != "capture" and time.monotonic() < deadline:
-            if screen.get("hint") == FACE_FAILED and retakes < 2:
+            if screen.get("face") == "fail" and retakes < 2:
                 retakes += 1  # the citizen presses "try again"
                 await self.press("retake")
             await asyncio.sleep(0.3)

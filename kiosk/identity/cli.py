@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -61,6 +62,7 @@ def face(ctx: click.Context, config_path: Path | None) -> None:
       tongban face verify --card card.bmp --live camera.jpg --json
       tongban face liveness --source 0            (a camera; follow the prompts)
       tongban face liveness --source sim          (a SIMULATED face acting out the prompts)
+      tongban face calibrate pairs.csv --target-far 0.0001   (thresholds on your pair set)
 
     The engine is dlib (face_recognition) with 5-point alignment. Decisions: match, no_match,
     review (within the band around the threshold: the clerk decides), no_face,
@@ -135,7 +137,7 @@ def liveness(ctx: click.Context, source: str | None, steps: str | None, blink: b
     """Run a liveness challenge on a camera or a video; prompts go to stderr.
 
     JSON fields: passed, steps [{step, started_at, ended_at, passed, peak}], reasons,
-    frames, motion_px, simulated.
+    frames, motion_px, simulated, challenge_id, sequence (the steps asked, in order).
     """
     from kiosk.identity.engine import default_engine
 
@@ -188,3 +190,70 @@ def liveness(ctx: click.Context, source: str | None, steps: str | None, blink: b
         for reason in status.result.reasons:
             click.echo(f"  {reason}")
     sys.stdout.flush()
+
+
+@face.command()
+@click.argument("pairs_csv", metavar="PAIRS.csv",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--target-far", type=click.FloatRange(1e-7, 0.5, min_open=False), default=1e-4,
+              show_default=True, help="The false accept rate the threshold must meet.")
+@click.option("--chip-quality", is_flag=True,
+              help="Degrade each card image to a chip photo first (102 x 126, JPEG 30): for "
+                   "pair sets of ordinary portraits. Leave off for decoded chip photos.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def calibrate(ctx: click.Context, pairs_csv: Path, target_far: float, chip_quality: bool,
+              as_json: bool) -> None:
+    """Measure the comparison on a labelled pair set and choose the threshold.
+
+    \b
+    PAIRS.csv has one pair per line, card image, live image, label:
+      card,live,label
+      cards/0001.bmp,live/0001-a.jpg,same
+      cards/0001.bmp,live/0002-a.jpg,different
+    Paths are relative to the CSV's folder; label is same or different. Each pair goes
+    through the kiosk's own comparison (card photo prepared as on the kiosk, the live image
+    gated and encoded as a live frame).
+
+    \b
+    Prints the genuine (same) and impostor (different) distance distributions, FAR (share of
+    impostor pairs at or below the threshold) and FRR (share of genuine pairs above it) at
+    each candidate 0.30-0.70, and the largest threshold whose FAR meets --target-far. Set it
+    in the kiosk's file as the match distance: [face] threshold = T + match_margin (0.025).
+
+    \b
+    What a set can show is bounded by its size: with N impostor pairs and none accepted the
+    FAR is only shown below 3/N (95 %). A target of 0.0001 needs 30,000 impostor pairs, of
+    the population the kiosks serve (a province's own licensed East Asian pair set).
+    Exit code 2: a pair list that cannot be used (the line is named).
+    """
+    from kiosk.identity.calibrate import calibrate as run
+    from kiosk.identity.calibrate import distances, read_pairs
+    from kiosk.identity.engine import default_engine
+
+    pairs = read_pairs(pairs_csv)
+    config: VerifyConfig = ctx.obj["config"]
+    verifier = Verifier(default_engine(), config)
+    from devices.facecam import card_photo_from_portrait
+
+    genuine, impostor = distances(pairs, verifier, name=pairs_csv.name,
+                                  prepare=card_photo_from_portrait if chip_quality else None)
+    result = run(genuine, impostor, target_far)
+    data = result.to_json()
+    data["pairs"] = len(pairs)
+    data["chip_quality"] = chip_quality
+    if as_json:
+        emit(data, as_json=True)
+        return
+    for label, values in (("genuine", result.genuine), ("impostor", result.impostor)):
+        click.echo(f"{label:<9} n={len(values):<5} min {min(values):.3f}  median "
+                   f"{statistics.median(values):.3f}  max {max(values):.3f}")
+        for edge, count in data[label]["histogram"].items():
+            click.echo(f"  {edge}  {'#' * count} {count}")
+    click.echo("threshold  FAR      FRR")
+    for row in result.table:
+        click.echo(f"  {row['threshold']:.2f}     {row['far']:<8.4f} {row['frr']:.4f}")
+    chosen = "none" if result.threshold is None else f"{result.threshold:.2f}"
+    click.echo(f"threshold meeting FAR <= {target_far:g}: {chosen}")
+    for note in result.notes:
+        click.echo(f"note: {note}")

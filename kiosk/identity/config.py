@@ -19,6 +19,8 @@ def _face_camera() -> CameraConfig:
 class FaceConfig(VerifyConfig):
     """Verification settings plus ``[face.liveness]`` and ``[face.camera]``."""
 
+    attempts: int = Field(3, ge=1, le=10, description="face checks per session; then the case "
+                                                      "goes to the clerk marked as failed")
     liveness: LivenessConfig = Field(default_factory=LivenessConfig)
     camera: CameraConfig = Field(default_factory=_face_camera)
 

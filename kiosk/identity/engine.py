@@ -69,7 +69,9 @@ class FaceEngine(ABC):
                   ) -> list[Landmarks]: ...
 
     @abstractmethod
-    def encode(self, rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]: ...
+    def encode(self, rgb: np.ndarray, boxes: list[Box], *, jitters: int = 1
+               ) -> list[np.ndarray]:
+        """One encoding per box; ``jitters`` > 1 averages that many jittered copies."""
 
     @staticmethod
     def distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -121,10 +123,11 @@ class DlibEngine(FaceEngine):
                                              model="large" if detailed else "small")
         return [Landmarks({k: [tuple(p) for p in v] for k, v in f.items()}) for f in found]
 
-    def encode(self, rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
+    def encode(self, rgb: np.ndarray, boxes: list[Box], *, jitters: int = 1
+               ) -> list[np.ndarray]:
         with self._lock:
             return list(self._fr.face_encodings(rgb, [b.as_tuple() for b in boxes],
-                                                num_jitters=1, model="small"))
+                                                num_jitters=jitters, model="small"))
 
 
 _default: DlibEngine | None = None

@@ -11,6 +11,7 @@ or infrared camera, which these kiosks do not have.
 from __future__ import annotations
 
 import random
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -47,6 +48,9 @@ class LivenessConfig(BaseModel):
         False, description="adds the blink step; the 68-point model's training data restricts "
                            "commercial use")
     random_order: bool = True
+    extra_turns: int = Field(1, ge=0, le=3, description="up to this many more turns, drawn at "
+                                                        "random per challenge (each one the "
+                                                        "other way from the last)")
     step_timeout: float = Field(6.0, gt=0, le=60, description="seconds per step")
     turn_threshold: float = Field(0.1, gt=0, description="yaw change, in eye distances")
     blink_ear: float = Field(0.2, gt=0, lt=1, description="eye aspect ratio of a closed eye")
@@ -57,6 +61,8 @@ class LivenessConfig(BaseModel):
     detect_width: int = Field(320, ge=160, le=1920)
     max_face_change: float = Field(0.6, gt=0, description="encoding distance between the first "
                                                           "and last frame of the challenge")
+    keep_frontal: int = Field(3, ge=0, le=10, description="frontal frames handed on to the "
+                                                          "comparison (the sharpest)")
 
 
 @dataclass
@@ -67,6 +73,9 @@ class StepOutcome:
     passed: bool = False
     peak: float = 0.0
     """Largest yaw change (turns) or deepest eye closure (blink) seen."""
+    evidence: np.ndarray | None = field(default=None, repr=False)
+    """The frame in which the step was judged done (the desk re-checks it)."""
+    evidence_t: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"step": self.step.value, "started_at": round(self.started_at, 3),
@@ -83,11 +92,22 @@ class LivenessResult:
     motion_px: float
     """Landmark movement over the whole challenge (passive evidence)."""
     simulated: bool = False
+    challenge_id: str = ""
+    """Random, one per challenge: a result is accepted for the challenge issued, once."""
+    sequence: list[LivenessStep] = field(default_factory=list)
+    """The steps asked, in the order asked."""
+    mirrored: bool = False
+    frontal: list[tuple[np.ndarray, float]] = field(default_factory=list, repr=False)
+    """The sharpest frontal frames seen (image, time), for the comparison."""
+    start_frame: tuple[np.ndarray, float] | None = field(default=None, repr=False)
+    """The first frame with a face (the pose every turn is measured from)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"passed": self.passed, "steps": [s.to_json() for s in self.steps],
                 "reasons": self.reasons, "frames": self.frames,
-                "motion_px": round(self.motion_px, 2), "simulated": self.simulated}
+                "motion_px": round(self.motion_px, 2), "simulated": self.simulated,
+                "challenge_id": self.challenge_id,
+                "sequence": [s.value for s in self.sequence]}
 
 
 @dataclass
@@ -132,10 +152,19 @@ class LivenessChallenge:
             steps.append(LivenessStep.BLINK)
         if not self.config.use_68_point_landmarks:
             steps = [s for s in steps if s is not LivenessStep.BLINK]
+        chooser = rng or random.SystemRandom()
         if self.config.random_order:
-            (rng or random.SystemRandom()).shuffle(steps)
+            chooser.shuffle(steps)
+            turns = (LivenessStep.TURN_LEFT, LivenessStep.TURN_RIGHT)
+            extra = self.config.extra_turns if any(s in turns for s in steps) else 0
+            for _ in range(chooser.randint(0, extra)):
+                last = next((s for s in reversed(steps) if s in turns), None)
+                steps.append(turns[1] if last is turns[0] else turns[0])
         self.steps = steps
+        self.challenge_id = secrets.token_hex(8)
         self.simulated = simulated
+        self._frontal: list[tuple[float, np.ndarray, float]] = []
+        self._start_frame: tuple[np.ndarray, float] | None = None
         self._index = 0
         self._tracker: _Tracker | None = None
         self._outcomes: list[StepOutcome] = []
@@ -168,8 +197,11 @@ class LivenessChallenge:
             if self.engine.distance(last, self._first_encoding) > self.config.max_face_change:
                 passed = False
                 reasons.append("the face changed during the challenge")
-        self._result = LivenessResult(passed, self._outcomes, reasons, self._frames, motion,
-                                      self.simulated)
+        self._result = LivenessResult(
+            passed, self._outcomes, reasons, self._frames, motion, self.simulated,
+            self.challenge_id, list(self.steps), self.config.mirrored,
+            [(image, t) for _, image, t in sorted(self._frontal, key=lambda x: -x[0])],
+            self._start_frame)
         return LivenessStatus(None, None, None, self._index, len(self.steps), self._result)
 
     def feed(self, bgr: np.ndarray, t: float) -> LivenessStatus:
@@ -201,19 +233,37 @@ class LivenessChallenge:
         if self._first_encoding is None:
             self._first_encoding = self.engine.encode(rgb, boxes)[0]
             self._first_yaw = yaw
+            self._start_frame = (bgr, t)
         elif abs(yaw - self._first_yaw) < 0.04:  # frontal again: a fair comparison later
             self._last_face = (rgb, boxes[0])
+        if abs(yaw) < 0.12 and self.config.keep_frontal:
+            self._keep_frontal(bgr, boxes[0], t)
         self._points.append(np.concatenate([marks.centre(k) for k in ("left_eye", "right_eye")]
                                            + [marks.centre("nose_tip")]))
         if self._judge(step, marks, tracker):
             tracker.outcome.passed = True
             tracker.outcome.ended_at = t
+            tracker.outcome.evidence, tracker.outcome.evidence_t = bgr, t
             self._outcomes.append(tracker.outcome)
             self._tracker = None
             self._index += 1
             if self._index >= len(self.steps):
                 return self._finish(True, ["every step done"])
         return self.status()
+
+    def _keep_frontal(self, bgr: np.ndarray, box: Any, t: float) -> None:
+        """Keep the sharpest frontal frames (variance of the Laplacian on the face)."""
+        import cv2
+
+        h, w = bgr.shape[:2]
+        face = bgr[max(0, box.top):min(h, box.bottom), max(0, box.left):min(w, box.right)]
+        if face.size == 0:
+            return
+        gray = cv2.cvtColor(cv2.resize(face, (160, 160)), cv2.COLOR_BGR2GRAY)
+        sharpness = float(cv2.Laplacian(gray, cv2.CV_64F).var())
+        self._frontal.append((sharpness, bgr, t))
+        self._frontal.sort(key=lambda x: -x[0])
+        del self._frontal[self.config.keep_frontal:]
 
     def _judge(self, step: LivenessStep, marks: Landmarks, tracker: _Tracker) -> bool:
         if step is LivenessStep.BLINK:  # closed in one frame, open again in a later one

@@ -40,7 +40,10 @@ function render(screen) {
         if (m.proxy) choices.appendChild(button(`为家人代办：${m.name}`, () => post("choose_matter", { matter: m.code, by_proxy: true }), "secondary"));
       } break;
     case "read_card": detail.textContent = "身份证放好后请不要移动"; break;
-    case "verify_face": detail.textContent = "请按屏幕提示转头"; actions.appendChild(button("再试一次", () => post("retake"), "secondary")); break;
+    case "verify_face": // the outcome only (pass, fail, to the clerk): never a score
+      detail.textContent = screen.face === "fail" ? "没有核验通过" : "请按屏幕提示转头";
+      if (screen.face === "fail" && screen.face_attempts_left > 0) actions.appendChild(button("再试一次", () => post("retake"), "secondary"));
+      break;
     case "capture":
       detail.textContent = `${screen.material}${screen.key ? "" : "（可以稍后补交）"}${screen.card ? "：正面拍完请翻到背面" : ""}`;
       actions.appendChild(button("这份拍好了", () => post("done")));

@@ -167,7 +167,7 @@ function row(table, label, value) {
   const tr = table.insertRow(); tr.insertCell().textContent = label; tr.insertCell().textContent = value ?? "—";
 }
 
-async function showIdentity(caseId, files) {
+async function showIdentity(caseId, files, check) {
   const box = $("identity"); box.innerHTML = "";
   const file = files.find((f) => f.name === "identity.json");
   if (!file) { box.textContent = "无身份核验记录"; return; }
@@ -185,11 +185,17 @@ async function showIdentity(caseId, files) {
   const sec = (x) => (x === null || x === undefined ? "—" : Number(x).toFixed(1));
   const STEP_ZH = { turn_left: "向左转头", turn_right: "向右转头", blink: "眨眼" };
   for (const step of v.liveness?.steps || []) row(table, `　${STEP_ZH[step.step] || step.step}`, `${step.passed ? "完成" : "未完成"}（${sec(step.started_at)}–${sec(step.ended_at)} 秒）`);
+  if (v.to_clerk) row(table, "终端核验", `${v.flag || "多次核验未通过"}：请在视频中人工核对身份`);
+  if ((v.replay_signs || []).length) row(table, "翻拍迹象（终端）", v.replay_signs.join("、"));
+  // the desk's own re-check of the same photos and liveness frames (GB/T 38671-2020)
+  row(table, "服务端复核", !check ? "复核中…" : `${DECISION_ZH[check.desk_decision] || check.desk_decision}（距离 ${num(check.desk_distance)}）${check.agrees ? "，与终端一致" : "，与终端结果不一致，请人工核对"}`);
+  for (const problem of check?.problems || []) row(table, "　复核发现", problem);
   if (id.agent) row(table, "代办", (id.represented || []).join("、"));
   box.appendChild(table);
-  for (const name of ["card_photo.jpg", "live_still.jpg"]) {
+  const evidence = (v.evidence || []).map((e) => e.file).filter((n) => n !== "live_still.jpg");
+  for (const name of ["card_photo.jpg", "live_still.jpg", ...evidence]) {
     if (!files.some((f) => f.name === name)) continue;
-    const img = document.createElement("img"); img.alt = name === "card_photo.jpg" ? "证件照" : "现场照";
+    const img = document.createElement("img"); img.alt = name === "card_photo.jpg" ? "证件照" : `现场照 ${name}`;
     const blob = await (await fetch(`/api/cases/${encodeURIComponent(caseId)}/files/${name}`, { credentials: "same-origin" })).blob();
     img.src = URL.createObjectURL(blob); box.appendChild(img);
   }
@@ -198,7 +204,9 @@ async function showIdentity(caseId, files) {
 async function loadCase(caseId) {
   let c;
   try { c = await api(`/api/cases/${encodeURIComponent(caseId)}`); } catch (e) { $("materials").textContent = "材料尚未上传"; setTimeout(() => loadCase(caseId), 2000); return; }
-  showIdentity(caseId, c.files);
+  showIdentity(caseId, c.files, c.face_check);
+  state.faceRetries = c.face_check ? 0 : (state.faceRetries || 0) + 1;
+  if (!c.face_check && state.faceRetries <= 10) setTimeout(() => loadCase(caseId), 3000);  // the desk's re-check is still running
   $("signature").textContent = c.signature?.verified ? `材料包签名已验证（终端 ${c.signature.kiosk_id}，清单 SHA-256 ${c.signature.manifest_sha256.slice(0, 16)}…）` : "材料包签名未验证";
   const list = $("materials"); list.innerHTML = "";
   $("rescan-material").innerHTML = "";

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -34,17 +35,27 @@ def test_a_person_following_the_prompts_passes_in_a_few_seconds(
     challenge = LivenessChallenge(engine, LivenessConfig(), random.Random(seed), simulated=True)
     elapsed, result = _run(challenge, person.frame)
     assert result.passed, result.reasons  # type: ignore[attr-defined]
-    assert elapsed < 4.0
+    assert elapsed < 6.0
     steps = result.steps  # type: ignore[attr-defined]
     assert {s.step for s in steps} == {LivenessStep.TURN_LEFT, LivenessStep.TURN_RIGHT}
+    assert [s.step for s in steps] == result.sequence  # type: ignore[attr-defined]
     assert all(s.passed and s.ended_at is not None and s.ended_at >= s.started_at
                for s in steps)
+    # the evidence the desk re-checks: each step's frame at its time, frontal frames kept
+    assert all(s.evidence is not None and s.evidence_t == s.ended_at for s in steps)
+    assert 1 <= len(result.frontal) <= 3  # type: ignore[attr-defined]
     assert result.simulated  # type: ignore[attr-defined]
 
 
-def test_steps_come_in_random_order(engine: DlibEngine) -> None:
-    orders = {tuple(LivenessChallenge(engine, rng=random.Random(i)).steps) for i in range(12)}
-    assert len(orders) == 2
+def test_each_challenge_is_random_and_has_its_own_id(engine: DlibEngine) -> None:
+    challenges = [LivenessChallenge(engine, rng=random.Random(i)) for i in range(40)]
+    orders = {tuple(c.steps) for c in challenges}
+    assert len(orders) == 4  # left-right, right-left, and one more turn back either way
+    assert all(a != b for order in orders for a, b in itertools.pairwise(order))
+    assert len({c.challenge_id for c in challenges}) == 40
+    fixed = LivenessConfig(random_order=False)
+    assert LivenessChallenge(engine, fixed).steps == [LivenessStep.TURN_LEFT,
+                                                     LivenessStep.TURN_RIGHT]
 
 
 def test_a_still_photo_fails(faces: Path, engine: DlibEngine) -> None:
@@ -93,7 +104,8 @@ class ScriptedEngine(FaceEngine):
         return [Landmarks({"left_eye": eye(220), "right_eye": eye(140),
                            "nose_tip": [(196, 200)]})]
 
-    def encode(self, rgb: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
+    def encode(self, rgb: np.ndarray, boxes: list[Box], *, jitters: int = 1
+               ) -> list[np.ndarray]:
         return [np.zeros(128)]
 
 
