@@ -151,7 +151,7 @@ async def _in_call(w: World, clerk: Browser, clerk_id: str = "clerk-a") -> str:
 async def _signed_out(w: World, clerk_id: str, timeout: float = 5) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if await w.hub.store.clerk(clerk_id) is None:
+        if await w.hub.store.clerk(f"desk-1/{clerk_id}") is None:
             return True
         await asyncio.sleep(0.1)
     return False
@@ -167,7 +167,7 @@ async def test_an_auditor_cannot_open_the_clerk_socket(world: World) -> None:
     await chief.send("clerk.presence", {"clerk_id": "chief", "centre": "c1", "matters": ["m1"],
                                         "available": True})
     await asyncio.sleep(0.3)
-    assert await world.hub.store.clerk("chief") is not None
+    assert await world.hub.store.clerk("desk-1/chief") is not None
     await chief.close()
 
 
@@ -236,7 +236,7 @@ async def test_a_role_change_closes_the_socket(world: World) -> None:
     await clerk.send("clerk.presence", {"clerk_id": "clerk-a", "centre": "c1",
                                         "matters": ["m1"], "available": True})
     await asyncio.sleep(0.3)
-    assert await world.hub.store.clerk("clerk-a") is not None
+    assert await world.hub.store.clerk("desk-1/clerk-a") is not None
     async with world.desk.db() as db:
         await db.execute(update(User).where(User.username == "clerk-a")
                          .values(role=Role.AUDITOR.value))
