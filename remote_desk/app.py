@@ -27,7 +27,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -39,6 +39,7 @@ import structlog
 from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
@@ -115,14 +116,34 @@ SESSION = web.RequestKey("session", Session)
 
 class _IncomingFiles(Mapping[str, bytes]):
     """The files of an intake, streamed to disk: each is read back only when it is used (from
-    a worker thread), so a package is never whole in memory."""
+    a worker thread), so a package is never whole in memory. On disk they are sealed, chunk
+    by chunk (AES-GCM), with a key that lives only in this request: papers are never at rest
+    in the clear, and what a crash leaves in ``incoming/`` cannot be read by anyone."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.paths: dict[str, Path] = {}
+        self._aead = AESGCM(AESGCM.generate_key(bit_length=256))
+        self._chunks = 0
+
+    def seal(self, chunk: bytes) -> bytes:
+        """One record: its length, its nonce (a counter: unique under this request's key) and
+        the sealed chunk."""
+        self._chunks += 1
+        nonce = self._chunks.to_bytes(12, "big")
+        sealed = self._aead.encrypt(nonce, chunk, None)
+        return len(sealed).to_bytes(4, "big") + nonce + sealed
 
     def __getitem__(self, name: str) -> bytes:
-        return self.paths[name].read_bytes()
+        data = memoryview(self.paths[name].read_bytes())
+        out = bytearray()
+        at = 0
+        while at < len(data):
+            size = int.from_bytes(data[at:at + 4], "big")
+            nonce, sealed = data[at + 4:at + 16], data[at + 16:at + 16 + size]
+            out += self._aead.decrypt(bytes(nonce), bytes(sealed), None)
+            at += 16 + size
+        return bytes(out)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.paths)
@@ -131,16 +152,17 @@ class _IncomingFiles(Mapping[str, bytes]):
         return len(self.paths)
 
 
-async def _stream_part(part: BodyPartReader, out: IO[bytes] | None, budget: int) -> int:
-    """Copy one part to ``out`` (writes in a thread; None: dropped); at most ``budget`` bytes,
-    else 413."""
+async def _stream_part(part: BodyPartReader, out: IO[bytes] | None, budget: int,
+                       seal: Callable[[bytes], bytes] | None = None) -> int:
+    """Copy one part to ``out``, each chunk through ``seal`` (writes in a thread; None:
+    dropped); at most ``budget`` bytes, else 413."""
     size = 0
     while chunk := await part.read_chunk(256 * 1024):
         size += len(chunk)
         if size > budget:
             raise _error(413, "too_large", "the package is larger than this desk accepts")
         if out is not None:
-            await asyncio.to_thread(out.write, chunk)
+            await asyncio.to_thread(out.write, seal(chunk) if seal else chunk)
     return size
 
 
@@ -772,7 +794,7 @@ class DeskApp:
                     path = folder / f"{len(files):04d}"
                     out = await asyncio.to_thread(path.open, "wb")
                     try:
-                        budget -= await _stream_part(part, out, budget)
+                        budget -= await _stream_part(part, out, budget, files.seal)
                     finally:
                         await asyncio.to_thread(out.close)
                     files.paths[part.filename] = path

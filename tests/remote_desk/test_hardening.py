@@ -581,7 +581,7 @@ async def test_the_disabled_user_is_refused_at_login(desk: Desk) -> None:
     assert status == 401 and body["error"] == "bad_login"
 
 
-async def test_the_intake_streams_to_a_file_under_the_data_directory(desk: Desk) -> None:
+async def test_the_intake_streams_sealed_to_a_file_under_the_data_directory(desk: Desk) -> None:
     page = JPEG + bytes(range(256)) * 4096  # 1 MiB
     body = _multipart(*_signed_parts(desk.kiosk_key, page=page))
     cut = body.index(page) + len(page) // 2  # half the file has been sent
@@ -592,17 +592,19 @@ async def test_the_intake_streams_to_a_file_under_the_data_directory(desk: Desk)
         await asyncio.wait_for(arrived.wait(), 10)
         yield body[cut:]
 
-    async def watch() -> int:
+    async def watch() -> tuple[int, bool]:
+        """How much of the page was on disk, and whether any of it was readable there."""
         incoming = desk.app.config.files_dir / INCOMING
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             parts = [f for f in incoming.rglob("*") if f.is_file()] if incoming.exists() else []
             if parts and parts[0].stat().st_size > 0:
+                spooled = parts[0].read_bytes()
                 arrived.set()
-                return parts[0].stat().st_size
+                return len(spooled), bytes(range(64, 128)) in spooled
             await asyncio.sleep(0.02)
         arrived.set()
-        return 0
+        return 0, False
 
     async with aiohttp.ClientSession() as s:
         watcher = asyncio.create_task(watch())
@@ -610,7 +612,9 @@ async def test_the_intake_streams_to_a_file_under_the_data_directory(desk: Desk)
                 "X-Tongban-Kiosk": "shengze-01",
                 "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}) as r:
             assert r.status == 201, await r.text()
-        assert 0 < await watcher < len(page)  # on disk while it was still arriving
+        size, readable = await watcher
+        assert 0 < size < len(page)  # on disk while it was still arriving
+        assert not readable  # but sealed: papers are never at rest in the clear
     incoming = desk.app.config.files_dir / INCOMING
     assert not [f for f in incoming.rglob("*") if f.is_file()]
 
