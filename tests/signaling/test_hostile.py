@@ -30,7 +30,7 @@ from signaling.client import HubClient
 from signaling.protocol import ClientKind
 
 from .conftest import HubFixture, start_hub
-from .test_redis import DIRECTORY, REDIS_URL, _free_port
+from .test_redis import DIRECTORY, REDIS_URL, _free_port, _start
 
 SETTLE = 0.3
 
@@ -186,26 +186,6 @@ async def test_a_revoked_kiosk_cannot_create_a_ticket_even_before_the_periodic_c
         await runner.cleanup()
 
 
-def _serve(tmp: Path, port: int, channel: str, prefix: str) -> subprocess.Popen[bytes]:
-    config = tmp / f"hub-{port}.toml"
-    config.write_text(f'[hub]\ngrace_seconds = 30.0\nredis_channel = "{channel}"\n'
-                      f'redis_prefix = "{prefix}"\n')
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tongban", "signaling", "serve", "--config", str(config),
-         "--redis", REDIS_URL, "--port", str(port), "--credentials", str(tmp / "creds.json"),
-         "--directory", str(tmp / "directory.toml")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import socket
-
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return proc
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("hub process did not start")
-
-
 def _redis_or_skip() -> None:
     import redis
 
@@ -231,7 +211,7 @@ def two_hubs(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     (tmp_path / "directory.toml").write_text(DIRECTORY)
     tag = f"tbhostile{os.getpid()}x{secrets.token_hex(3)}"
     ports = [_free_port(), _free_port()]
-    procs = [_serve(tmp_path, port, tag, f"{tag}:") for port in ports]
+    procs = [_start(tmp_path, port, tag, f"{tag}:", grace_s=30.0) for port in ports]
     yield f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}", tmp_path
     for proc in procs:
         if proc.poll() is None:

@@ -76,15 +76,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(tmp: Path, port: int, channel: str, prefix: str) -> subprocess.Popen[bytes]:
+def _start(tmp: Path, port: int, channel: str, prefix: str, *, grace_s: float = 3.0,
+           extra: str = "", log: Path | None = None) -> subprocess.Popen[bytes]:
+    """A ``tongban signaling serve`` process on the local Redis under its own channel and key
+    prefix (``extra``: more ``[hub]`` lines; ``log``: where its stderr goes)."""
     config = tmp / f"hub-{port}.toml"
-    config.write_text(f'[hub]\ngrace_seconds = 3.0\nredis_channel = "{channel}"\n'
-                      f'redis_prefix = "{prefix}"\n')
+    config.write_text(f'[hub]\ngrace_seconds = {grace_s}\nredis_channel = "{channel}"\n'
+                      f'redis_prefix = "{prefix}"\n{extra}')
     proc = subprocess.Popen(
         [sys.executable, "-m", "tongban", "signaling", "serve", "--config", str(config),
          "--redis", REDIS_URL, "--port", str(port), "--credentials", str(tmp / "creds.json"),
          "--directory", str(tmp / "directory.toml")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb") if log else subprocess.DEVNULL)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):

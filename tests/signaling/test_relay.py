@@ -11,8 +11,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from signaling.store import Call, MemoryStore
 from tests.signaling.conftest import HubFixture, start_hub
 from tests.signaling.test_calls import _in_call
 from tests.signaling.test_redis import DIRECTORY, REDIS_URL, _drop_prefix, _redis_or_skip
+from tests.signaling.test_redis import _start as start_hub_process
 
 
 def _free_port() -> int:
@@ -54,25 +53,11 @@ class Region:
 
 
 def _start(tmp: Path, port: int, channel: str, prefix: str) -> subprocess.Popen[bytes]:
-    config = tmp / f"hub-{port}.toml"
     # the relay itself is under test: the per-client pacing (tests/signaling/test_hostile.py)
     # is opened wide so that a burst is relayed, not refused
-    config.write_text(f'[hub]\ngrace_seconds = 3.0\nredis_channel = "{channel}"\n'
-                      f'redis_prefix = "{prefix}"\n'
-                      'kiosk_call_events = {rate = 10000, burst = 10000}\n'
-                      'kiosk_queue_events = {rate = 1000, burst = 1000}\n')
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tongban", "signaling", "serve", "--config", str(config),
-         "--redis", REDIS_URL, "--port", str(port), "--credentials", str(tmp / "creds.json"),
-         "--directory", str(tmp / "directory.toml")],
-        stdout=subprocess.DEVNULL, stderr=open(tmp / f"hub-{port}.log", "wb"))  # noqa: SIM115
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return proc
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("hub process did not start")
+    return start_hub_process(tmp, port, channel, prefix, log=tmp / f"hub-{port}.log",
+                             extra='kiosk_call_events = {rate = 10000, burst = 10000}\n'
+                                   'kiosk_queue_events = {rate = 1000, burst = 1000}\n')
 
 
 @pytest.fixture
