@@ -188,8 +188,7 @@ class CaseService:
         is decided, or not of the clerk's centres, is left as it is."""
         async with self.db() as db:
             case = await db.get(Case, case_id)
-            user = (await db.execute(select(User).where(User.username == by))
-                    ).scalar_one_or_none()
+            user = await _user(db, by)
             reason: str | None = None
             if user is None or user.disabled:
                 reason = "not by a clerk of this desk"
@@ -201,8 +200,7 @@ class CaseService:
             elif to_centre == case.centre:
                 reason = "the case is at that centre already"
             else:
-                event = CaseEvent.TRANSFER if to_centre in self.centres else \
-                    CaseEvent.TRANSFER_OUT
+                event = self._transfer(to_centre)
                 try:
                     self._check(case, event)
                     await self._move(db, case, event, transfer_to=to_centre)
@@ -217,6 +215,11 @@ class CaseService:
         log.info("desk.case_transfer_marked", case=case_id, to_centre=to_centre,
                  pending=case is None)
         return True
+
+    def _transfer(self, to_centre: str) -> CaseEvent:
+        """A transfer to a centre this desk serves marks the case to follow; to another
+        desk's centre, the case leaves."""
+        return CaseEvent.TRANSFER if to_centre in self.centres else CaseEvent.TRANSFER_OUT
 
     async def cancel_transfer(self, case_id: str, to_centre: str, by: str) -> bool:
         """The hub refused the transfer ``mark_transferred`` recorded: the case stays where it
@@ -312,9 +315,7 @@ class CaseService:
                                         sha256=f.sha256) for f in manifest.files])
             pending = await self._pending_transfer(db, manifest)
             if pending is not None:
-                event = CaseEvent.TRANSFER if pending.to_centre in self.centres else \
-                    CaseEvent.TRANSFER_OUT
-                case.state = next_state(CaseState.RECEIVED, event)
+                case.state = next_state(CaseState.RECEIVED, self._transfer(pending.to_centre))
                 case.transfer_to = pending.to_centre
             db.add(case)
             try:
@@ -340,8 +341,7 @@ class CaseService:
         if pending is None:
             return None
         await db.delete(pending)
-        user = (await db.execute(select(User).where(User.username == pending.by))
-                ).scalar_one_or_none()
+        user = await _user(db, pending.by)
         if pending.to_centre == manifest.centre or user is None or \
                 manifest.centre not in user.centres:
             log.info("desk.pending_transfer_dropped", case=manifest.case_id)
@@ -427,6 +427,11 @@ class CaseService:
                                    set_={"last_number": CaseCounter.last_number + 1})
             .returning(CaseCounter.last_number))).scalar_one()
         return case_number(centre, day, int(n))
+
+
+async def _user(db: AsyncSession, username: str) -> User | None:
+    return (await db.execute(select(User).where(User.username == username))
+            ).scalar_one_or_none()
 
 
 def _new_files(case: Case, manifest: Manifest) -> list[ManifestFile]:
